@@ -1,0 +1,359 @@
+"""Typed LabWorker repository over `EtcdStorageBackend`.
+
+Every write is a compare-and-swap on the object's resourceVersion. `update_spec` and
+`update_status` take a *mutate function* rather than a new object: on a conflict the failed
+transaction hands back the current object, the function is applied again to that fresh copy,
+and the write is retried (bounded, jittered). This is what makes concurrent writers safe: a
+status writer can never overwrite a spec change it did not see, and vice versa.
+
+Key layout: `<prefix>/lab-workers/<namespace>/<name>`; the repository's "key" for an object
+is `<namespace>/<name>`, the identity used by caches and work queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from controller.resources import (
+    DEFAULT_NAMESPACE,
+    LabWorker,
+    LabWorkerStatus,
+    Phase,
+    now_rfc3339,
+    parse_selector,
+    validation_errors,
+)
+from controller.storage import (
+    AlreadyExists,
+    CasResult,
+    Conflict,
+    EtcdStorageBackend,
+    NotFound,
+    StorageError,
+    decode_document,
+)
+
+log = logging.getLogger("controller.repository")
+
+RESOURCE_SEGMENT = "lab-workers"
+DEFAULT_PREFIX = "/lab-resource-manager"
+
+Mutation = Callable[[LabWorker], LabWorker | None]
+"""Change the given (private) copy in place, or return a replacement; None means in place."""
+
+
+class InvalidObject(StorageError):
+    """The stored value is JSON but not a valid LabWorker; it is reported, never rewritten."""
+
+    def __init__(self, key: str, errors: list[str]) -> None:
+        super().__init__(f"{key}: not a valid LabWorker: {'; '.join(errors)}")
+        self.key = key
+        self.errors = errors
+
+
+class SpecChangeRefused(StorageError):
+    """A status writer tried to change spec: the controller never writes spec."""
+
+
+class TooManyConflicts(StorageError):
+    """The object kept changing under us; the caller should requeue and try later."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    worker: LabWorker | None
+    """The object as stored after the update (None if the update deleted it)."""
+    written: bool
+    """False when the mutation changed nothing, so no transaction was sent."""
+    conflicts: int
+    """How many CAS conflicts were retried before the write landed."""
+    deleted: bool = False
+
+
+def split_key(key: str) -> tuple[str, str]:
+    namespace, _, name = key.rpartition("/")
+    return namespace or DEFAULT_NAMESPACE, name
+
+
+def workers_prefix(prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix.rstrip('/')}/{RESOURCE_SEGMENT}/"
+
+
+class LabWorkerRepository:
+    """Thread-safe; async twins run the blocking calls in worker threads."""
+
+    def __init__(self, backend: EtcdStorageBackend, *, max_conflict_retries: int = 10) -> None:
+        self.backend = backend
+        self.max_conflict_retries = max_conflict_retries
+
+    @classmethod
+    def for_prefix(cls, client: Any, prefix: str = DEFAULT_PREFIX) -> LabWorkerRepository:
+        return cls(EtcdStorageBackend(client, workers_prefix(prefix)))
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    def _decode(self, key: str, doc: dict[str, Any]) -> LabWorker:
+        try:
+            return LabWorker.model_validate(doc)
+        except ValidationError as exc:
+            raise InvalidObject(key, validation_errors(exc)) from None
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, namespace: str, name: str) -> LabWorker | None:
+        key = f"{namespace}/{name}"
+        doc = self.backend.get(key)
+        return self._decode(key, doc) if doc is not None else None
+
+    def get_by_key(self, key: str) -> LabWorker | None:
+        return self.get(*split_key(key))
+
+    def list(
+        self, namespace: str | None = None, selector: str | None = None
+    ) -> builtins.list[LabWorker]:
+        """Readable, valid workers; invalid ones are reported (log + backend hooks) and skipped."""
+        parsed = parse_selector(selector) if selector else None
+        out: builtins.list[LabWorker] = []
+        for doc in self.backend.list(f"{namespace}/" if namespace else ""):
+            meta = doc.get("metadata") or {}
+            key = f"{meta.get('namespace', '?')}/{meta.get('name', '?')}"
+            try:
+                worker = self._decode(key, doc)
+            except InvalidObject as err:
+                log.error("%s; skipping it", err)
+                continue
+            if parsed is None or parsed.matches(worker.metadata.labels):
+                out.append(worker)
+        return out
+
+    def find_by_phase(self, phase: Phase | str) -> builtins.list[LabWorker]:
+        return [w for w in self.list() if w.status.phase == phase]
+
+    def find_by_lab_track(self, lab_track: str) -> builtins.list[LabWorker]:
+        return [w for w in self.list() if w.spec.lab_track == lab_track]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def create(self, worker: LabWorker) -> LabWorker:
+        """Store a new worker: uid, creationTimestamp and generation 1 are set here.
+
+        Raises AlreadyExists if the name is taken. Any status on the input is dropped.
+        """
+        meta = worker.metadata.model_copy(
+            update={
+                "uid": worker.metadata.uid or str(uuid.uuid4()),
+                "creation_timestamp": now_rfc3339(),
+                "generation": 1,
+                "resource_version": None,
+                "deletion_timestamp": None,
+            }
+        )
+        fresh = worker.model_copy(update={"metadata": meta, "status": LabWorkerStatus()})
+        stored = self.backend.create(meta.namespaced_name, fresh.to_storage_dict())
+        return self._decode(meta.namespaced_name, stored)
+
+    def update_spec(self, namespace: str, name: str, mutate: Mutation) -> UpdateResult:
+        """Change spec/labels/annotations; generation is bumped only when spec changed.
+
+        Status is never changed by this path: the status in the written object is always the
+        one just read (so a user's apply never clobbers the controller's status).
+        """
+
+        def apply(current: LabWorker) -> LabWorker:
+            draft = _mutated(current, mutate)
+            draft.status = current.status
+            draft.metadata.uid = current.metadata.uid
+            draft.metadata.creation_timestamp = current.metadata.creation_timestamp
+            draft.metadata.finalizers = current.metadata.finalizers
+            draft.metadata.deletion_timestamp = current.metadata.deletion_timestamp
+            draft.metadata.generation = current.metadata.generation
+            if draft.spec != current.spec:
+                draft.metadata.generation = current.metadata.generation + 1
+            return draft
+
+        return self._update(namespace, name, apply)
+
+    def update_status(
+        self, namespace: str, name: str, mutate: Mutation, *, current: LabWorker | None = None
+    ) -> UpdateResult:
+        """Change status and finalizers only; refuses (SpecChangeRefused) to touch spec.
+
+        When the result has a deletionTimestamp and no finalizers left, the key is deleted
+        (CAS) — the API server's garbage-collection rule.
+        """
+
+        def apply(current: LabWorker) -> LabWorker:
+            draft = _mutated(current, mutate)
+            if (
+                draft.spec != current.spec
+                or draft.metadata.generation != current.metadata.generation
+            ):
+                raise SpecChangeRefused(
+                    f"{current.metadata.namespaced_name}: a status update tried to change spec"
+                )
+            return draft
+
+        return self._update(namespace, name, apply, finalize=True, current=current)
+
+    def mark_for_deletion(self, namespace: str, name: str) -> UpdateResult:
+        """kubectl-delete semantics: set deletionTimestamp; delete now if no finalizers.
+
+        With finalizers present the controller tears the worker down and removes its
+        finalizer, and only then does the key disappear.
+        """
+
+        def apply(current: LabWorker) -> LabWorker:
+            draft = current.model_copy(deep=True)
+            if draft.metadata.deletion_timestamp is None:
+                draft.metadata.deletion_timestamp = now_rfc3339()
+            return draft
+
+        return self._update(namespace, name, apply, finalize=True)
+
+    def delete(self, namespace: str, name: str, expected_version: int | None = None) -> bool:
+        """Remove the key now (no finalizer handling); False if it was already gone."""
+        return self.backend.delete(f"{namespace}/{name}", expected_version)
+
+    # -- the CAS loop ------------------------------------------------------------------------
+
+    def _update(
+        self,
+        namespace: str,
+        name: str,
+        apply: Callable[[LabWorker], LabWorker],
+        *,
+        finalize: bool = False,
+        current: LabWorker | None = None,
+    ) -> UpdateResult:
+        """`current`, when given (a cached copy), saves the read: a stale copy only costs
+        one conflict, whose failed transaction returns the fresh object."""
+        key = f"{namespace}/{name}"
+        if current is None:
+            current = self.get(namespace, name)
+        if current is None:
+            raise NotFound(key)
+        conflicts = 0
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retry),
+            stop=stop_after_attempt(self.max_conflict_retries),
+            wait=wait_random_exponential(multiplier=0.005, max=0.5),
+            reraise=False,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    draft = apply(current)
+                    if draft == current:
+                        return UpdateResult(current, False, conflicts)
+                    version = current.metadata.resource_version or 0
+                    if (
+                        finalize
+                        and draft.metadata.deletion_timestamp
+                        and not draft.metadata.finalizers
+                    ):
+                        try:
+                            self.backend.delete(key, version)
+                            return UpdateResult(None, True, conflicts, deleted=True)
+                        except Conflict as exc:
+                            conflicts += 1
+                            current = self._fresh(key, exc.current)
+                            raise _Retry() from None
+                    result = self.backend.cas(key, version, draft.to_storage_dict())
+                    if result.succeeded:
+                        draft.metadata.resource_version = result.revision
+                        return UpdateResult(draft, True, conflicts)
+                    conflicts += 1
+                    current = self._from_cas(key, result)
+                    raise _Retry()
+        except RetryError:
+            raise TooManyConflicts(
+                f"{key}: still conflicting after {self.max_conflict_retries} attempts; "
+                "another writer keeps changing it — will retry later"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _from_cas(self, key: str, result: CasResult) -> LabWorker:
+        if result.current is None:
+            raise NotFound(key)
+        return self._decode(key, result.current)
+
+    def _fresh(self, key: str, kv: Any) -> LabWorker:
+        if kv is None:
+            raise NotFound(key)
+        return self._decode(key, decode_document(kv, key))
+
+    # -- async twins -------------------------------------------------------------------------
+
+    async def get_by_id_async(self, key: str) -> LabWorker | None:
+        return await asyncio.to_thread(self.get_by_key, key)
+
+    async def get_async(self, namespace: str, name: str) -> LabWorker | None:
+        return await asyncio.to_thread(self.get, namespace, name)
+
+    async def list_async(
+        self, namespace: str | None = None, selector: str | None = None
+    ) -> builtins.list[LabWorker]:
+        return await asyncio.to_thread(self.list, namespace, selector)
+
+    async def create_async(self, worker: LabWorker) -> LabWorker:
+        return await asyncio.to_thread(self.create, worker)
+
+    async def save_async(self, worker: LabWorker) -> LabWorker:
+        """Create the worker, or update its spec/labels/annotations if it exists."""
+        try:
+            return await self.create_async(worker)
+        except AlreadyExists:
+            ns, name = worker.metadata.namespace, worker.metadata.name
+
+            def replace(current: LabWorker) -> LabWorker:
+                draft = current.model_copy(deep=True)
+                draft.spec = worker.spec.model_copy(deep=True)
+                draft.metadata.labels = dict(worker.metadata.labels)
+                draft.metadata.annotations = dict(worker.metadata.annotations)
+                return draft
+
+            result = await self.update_spec_async(ns, name, replace)
+            assert result.worker is not None
+            return result.worker
+
+    async def update_spec_async(self, namespace: str, name: str, mutate: Mutation) -> UpdateResult:
+        return await asyncio.to_thread(self.update_spec, namespace, name, mutate)
+
+    async def update_status_async(
+        self, namespace: str, name: str, mutate: Mutation
+    ) -> UpdateResult:
+        return await asyncio.to_thread(self.update_status, namespace, name, mutate)
+
+    async def delete_async(self, key: str) -> bool:
+        return await asyncio.to_thread(self.delete, *split_key(key))
+
+    async def find_by_phase_async(self, phase: Phase | str) -> builtins.list[LabWorker]:
+        return await asyncio.to_thread(self.find_by_phase, phase)
+
+    async def find_by_lab_track_async(self, lab_track: str) -> builtins.list[LabWorker]:
+        return await asyncio.to_thread(self.find_by_lab_track, lab_track)
+
+
+class _Retry(Exception):
+    """Internal: the CAS lost; `current` was refreshed from the failed transaction."""
+
+
+def _mutated(current: LabWorker, mutate: Mutation) -> LabWorker:
+    draft = current.model_copy(deep=True)
+    replaced = mutate(draft)
+    return replaced if replaced is not None else draft

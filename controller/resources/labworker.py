@@ -1,0 +1,163 @@
+"""The LabWorker resource: what a user declares (spec) and what the controller reports (status).
+
+Spec models forbid unknown fields so that a typo in a manifest is rejected with its field
+path instead of being silently dropped. Status ignores unknown fields so that an older
+controller can still read objects whose status a newer controller has written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError
+
+from controller.resources.conditions import Condition
+from controller.resources.meta import CamelModel, ObjectMeta, Timestamp
+from controller.resources.phase import DesiredPhase, Phase
+
+API_VERSION: Final = "lab.neuroglia.io/v1"
+KIND: Final = "LabWorker"
+FINALIZER: Final = "lab.neuroglia.io/finalizer"
+
+DEFAULT_INSTANCE_TYPE = "m5zn.metal"
+MIN_VOLUME_SIZE_GB = 100
+DEFAULT_MAX_CONCURRENT_LABS = 20
+
+_SPEC_CONFIG = ConfigDict(extra="forbid")
+_STATUS_CONFIG = ConfigDict(extra="ignore")
+
+NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class InstanceSpec(CamelModel):
+    model_config = _SPEC_CONFIG
+
+    type: NonEmptyStr = Field(
+        default=DEFAULT_INSTANCE_TYPE, description="Cloud instance type for the host."
+    )
+    image: NonEmptyStr | None = Field(
+        default=None, description="Machine image; the provider's default when omitted."
+    )
+    volume_size_gb: int = Field(
+        default=MIN_VOLUME_SIZE_GB,
+        ge=MIN_VOLUME_SIZE_GB,
+        description="Root volume size; lab images need at least 100 GB.",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Extra cloud tags put on the instance."
+    )
+
+
+class HostSpec(CamelModel):
+    model_config = _SPEC_CONFIG
+
+    auto_license: bool = Field(
+        default=False, description="License the host automatically before it becomes Ready."
+    )
+    license_secret_ref: NonEmptyStr | None = Field(
+        default=None, description="Name of the secret holding the license to apply."
+    )
+    max_concurrent_labs: int = Field(
+        default=DEFAULT_MAX_CONCURRENT_LABS,
+        ge=1,
+        description="Upper bound of labs the host may run at once.",
+    )
+
+
+class LabWorkerSpec(CamelModel):
+    model_config = _SPEC_CONFIG
+
+    lab_track: NonEmptyStr = Field(description="The lab curriculum this worker serves.")
+    desired_phase: DesiredPhase = DesiredPhase.READY
+    instance: InstanceSpec = Field(default_factory=InstanceSpec)
+    host: HostSpec = Field(default_factory=HostSpec)
+
+
+class LabWorkerStatus(CamelModel):
+    model_config = _STATUS_CONFIG
+
+    phase: Phase | None = None
+    observed_generation: int = Field(default=0, ge=0)
+    conditions: list[Condition] = Field(default_factory=list)
+    instance_id: str | None = None
+    address: str | None = None
+    host_version: str | None = None
+    licensed: bool = False
+    hosted_labs: int = Field(default=0, ge=0)
+    last_health_check: Timestamp | None = None
+    provisioning_started_at: Timestamp | None = None
+    provisioning_completed_at: Timestamp | None = None
+    error_message: str | None = None
+    error_count: int = Field(default=0, ge=0)
+
+
+# Excluding by Python field name; computed once instead of per dump.
+_WITHOUT_RESOURCE_VERSION: Mapping[str, Any] = {"metadata": {"resource_version"}}
+
+
+class LabWorker(CamelModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        title="LabWorker",
+        json_schema_extra={
+            "description": "A lab host declared as a Kubernetes-style resource stored in etcd."
+        },
+    )
+
+    api_version: Literal["lab.neuroglia.io/v1"] = API_VERSION
+    kind: Literal["LabWorker"] = KIND
+    metadata: ObjectMeta
+    spec: LabWorkerSpec
+    status: LabWorkerStatus = Field(default_factory=LabWorkerStatus)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabWorker:
+        """Validate a decoded manifest or stored value; raises pydantic.ValidationError."""
+        return cls.model_validate(data)
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> LabWorker:
+        """Validate raw JSON (an etcd value) without building an intermediate dict."""
+        return cls.model_validate_json(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """camelCase, JSON-compatible, with resourceVersion: what `labctl get` shows."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def to_storage_dict(self) -> dict[str, Any]:
+        """What is written to etcd: resourceVersion is the key's mod_revision, not data."""
+        return self.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude=_WITHOUT_RESOURCE_VERSION
+        )
+
+    def to_storage_json(self) -> bytes:
+        """Same content as to_storage_dict, serialized in one step for the write path."""
+        return self.model_dump_json(
+            by_alias=True, exclude_none=True, exclude=_WITHOUT_RESOURCE_VERSION
+        ).encode()
+
+
+def _render_location(location: tuple[int | str, ...]) -> str:
+    rendered = ""
+    for part in location:
+        if isinstance(part, int):
+            rendered += f"[{part}]"
+        elif part.isidentifier():
+            rendered += f".{part}" if rendered else part
+        else:  # label keys like "example.com/tier" would be ambiguous after a dot
+            rendered += f"[{part!r}]"
+    return rendered or "(root)"
+
+
+_FRIENDLIER_MESSAGES = {
+    "extra_forbidden": "unknown field (not part of the LabWorker schema)",
+}
+
+
+def validation_errors(exc: ValidationError) -> list[str]:
+    """One 'field.path: problem' line per error, in camelCase as written in manifests."""
+    return [
+        f"{_render_location(error['loc'])}: {_FRIENDLIER_MESSAGES.get(error['type'], error['msg'])}"
+        for error in exc.errors(include_url=False)
+    ]

@@ -1,0 +1,96 @@
+"""Kubernetes naming rules shared by metadata validation and label selectors.
+
+Each check returns an operator-facing message (or None when the value is valid) instead of
+raising, so pydantic validators and the selector parser can wrap the same wording in their
+own error types. The rules mirror k8s.io/apimachinery/pkg/util/validation so manifests that
+work in Kubernetes work here, and names stay safe to embed in etcd keys (no '/').
+"""
+
+from __future__ import annotations
+
+import re
+
+DNS1123_LABEL_MAX_LENGTH = 63
+DNS1123_SUBDOMAIN_MAX_LENGTH = 253
+QUALIFIED_NAME_MAX_LENGTH = 63
+LABEL_VALUE_MAX_LENGTH = 63
+
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+
+# Exported for JSON Schema so editors can flag bad names before `labctl apply` does.
+DNS1123_LABEL_PATTERN = "^" + _DNS1123_LABEL.pattern + "$"
+DNS1123_SUBDOMAIN_PATTERN = "^" + _DNS1123_SUBDOMAIN.pattern + "$"
+
+
+def dns1123_label_error(value: str) -> str | None:
+    """Namespaces are DNS-1123 labels: they become one segment of the etcd key."""
+    if len(value) > DNS1123_LABEL_MAX_LENGTH:
+        return (
+            f"{value!r} is {len(value)} characters long; a DNS-1123 label allows at most "
+            f"{DNS1123_LABEL_MAX_LENGTH}"
+        )
+    if not _DNS1123_LABEL.fullmatch(value):
+        return (
+            f"{value!r} is not a valid DNS-1123 label: use lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (e.g. 'emea', 'lab-01')"
+        )
+    return None
+
+
+def dns1123_subdomain_error(value: str) -> str | None:
+    """Object names are DNS-1123 subdomains, as for most Kubernetes kinds."""
+    if len(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
+        return (
+            f"{value!r} is {len(value)} characters long; a DNS-1123 subdomain allows at most "
+            f"{DNS1123_SUBDOMAIN_MAX_LENGTH}"
+        )
+    if not _DNS1123_SUBDOMAIN.fullmatch(value):
+        return (
+            f"{value!r} is not a valid DNS-1123 subdomain: use lowercase letters, digits, '-' "
+            "and '.', starting and ending with a letter or digit (e.g. 'ccna-worker-01')"
+        )
+    return None
+
+
+def label_key_error(key: str) -> str | None:
+    """Label keys (and finalizers) are qualified names: optional DNS prefix, '/', name."""
+    prefix, slash, name = key.rpartition("/")
+    if slash:
+        if not prefix:
+            return f"label key {key!r} has an empty prefix before '/'"
+        prefix_error = dns1123_subdomain_error(prefix)
+        if prefix_error is not None:
+            return f"label key {key!r} has an invalid prefix: {prefix_error}"
+    if not name:
+        return f"label key {key!r} has an empty name"
+    if len(name) > QUALIFIED_NAME_MAX_LENGTH:
+        return (
+            f"label key {key!r}: the name part is {len(name)} characters long; at most "
+            f"{QUALIFIED_NAME_MAX_LENGTH} are allowed"
+        )
+    if not _QUALIFIED_NAME.fullmatch(name):
+        return (
+            f"label key {key!r} is invalid: the name part must be letters, digits, '-', '_' "
+            "or '.', starting and ending with a letter or digit, optionally after a DNS "
+            "prefix and '/' (e.g. 'tier', 'example.com/tier')"
+        )
+    return None
+
+
+def label_value_error(value: str) -> str | None:
+    """Label values may be empty; otherwise they follow the qualified-name character rules."""
+    if not value:
+        return None
+    if len(value) > LABEL_VALUE_MAX_LENGTH:
+        return (
+            f"label value {value!r} is {len(value)} characters long; at most "
+            f"{LABEL_VALUE_MAX_LENGTH} are allowed"
+        )
+    if not _QUALIFIED_NAME.fullmatch(value):
+        return (
+            f"label value {value!r} is invalid: use letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit, or leave it empty"
+        )
+    return None

@@ -1,0 +1,84 @@
+"""Typed facade over etcd (via etcd3-py's transport) and the JSON document backend.
+
+Public API (other code and users' scripts rely on these names):
+`connect`, `EtcdClient`, `EtcdStorageBackend`, and the typed errors.
+"""
+
+from __future__ import annotations
+
+from controller.storage.backend import (
+    MAX_BATCH_OPS,
+    BatchDelete,
+    BatchOp,
+    BatchPut,
+    CasResult,
+    EtcdStorageBackend,
+    StorageEvent,
+    decode_document,
+    encode_document,
+)
+from controller.storage.client import EtcdClient
+from controller.storage.connect import connect, parse_endpoints
+from controller.storage.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    Compacted,
+    Conflict,
+    CorruptValue,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    StorageError,
+    Unavailable,
+)
+from controller.storage.kv import (
+    Compare,
+    EventType,
+    KeyValue,
+    Lease,
+    Op,
+    RangeResult,
+    TxnResult,
+    WatchEvent,
+)
+from controller.storage.lease import LeaseKeeper
+from controller.storage.transport import Credentials
+from controller.storage.watch import WatchHandle
+
+__all__ = [
+    "MAX_BATCH_OPS",
+    "AlreadyExists",
+    "AuthenticationFailed",
+    "BatchDelete",
+    "BatchOp",
+    "BatchPut",
+    "CasResult",
+    "Compacted",
+    "Compare",
+    "Conflict",
+    "CorruptValue",
+    "Credentials",
+    "EtcdClient",
+    "EtcdStorageBackend",
+    "EventType",
+    "InvalidRequest",
+    "KeyValue",
+    "Lease",
+    "LeaseKeeper",
+    "NotFound",
+    "Op",
+    "PermissionDenied",
+    "QuotaExceeded",
+    "RangeResult",
+    "StorageError",
+    "StorageEvent",
+    "TxnResult",
+    "Unavailable",
+    "WatchEvent",
+    "WatchHandle",
+    "connect",
+    "decode_document",
+    "encode_document",
+    "parse_endpoints",
+]

@@ -1,0 +1,369 @@
+"""The etcd facade: typed KV, transactions, leases, compaction, over several endpoints.
+
+Failover: a call goes to the current endpoint; when it cannot connect, the next endpoint is
+tried at once, and when every endpoint fails the call backs off (tenacity, jittered) until its
+deadline, then raises `Unavailable`. Reads are retried on any transport failure; writes only
+when the request provably never left (connection refused), because a timed-out write may
+have been applied and only the caller can tell whether repeating it is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from controller.storage.codec import as_int, encode_bytes, encode_key, prefix_range_end
+from controller.storage.errors import Compacted, Unavailable
+from controller.storage.kv import (
+    Compare,
+    DeleteResult,
+    KeyValue,
+    Lease,
+    Op,
+    PutResult,
+    RangeResult,
+    TxnResult,
+    decode_op_result,
+)
+from controller.storage.transport import Credentials, Endpoint
+from controller.storage.watch import WatchCallback, WatchHandle, start_watch
+
+log = logging.getLogger("controller.storage")
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 5.0
+
+RequestHook = Callable[[str, float, BaseException | None], None]
+
+
+class EtcdClient:
+    """Thread-safe. Construction never touches the network: etcd may still be starting."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        credentials: Credentials | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        pool_size: int = 32,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint (host:port) is required")
+        self.credentials = credentials or Credentials()
+        self.timeout = timeout
+        self._pool_size = pool_size
+        self._addresses = [e.strip() for e in endpoints if e.strip()]
+        self._endpoints: list[Endpoint | None] = [None] * len(self._addresses)
+        self._current = 0
+        self._lock = threading.Lock()
+        self.request_hooks: list[RequestHook] = []
+
+    @property
+    def endpoints(self) -> list[str]:
+        return list(self._addresses)
+
+    @property
+    def current_endpoint(self) -> str:
+        return self._addresses[self._current]
+
+    def close(self) -> None:
+        for ep in self._endpoints:
+            if ep is not None:
+                ep.close()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _endpoint(self, index: int) -> Endpoint:
+        ep = self._endpoints[index]
+        if ep is None:
+            with self._lock:
+                ep = self._endpoints[index]
+                if ep is None:
+                    ep = Endpoint(self._addresses[index], self.credentials, self._pool_size)
+                    self._endpoints[index] = ep
+        return ep
+
+    def _rotate_from(self, failed: int) -> None:
+        with self._lock:
+            if self._current == failed:
+                self._current = (failed + 1) % len(self._addresses)
+                log.warning(
+                    "etcd endpoint %s unreachable; failing over to %s",
+                    self._addresses[failed],
+                    self._addresses[self._current],
+                )
+
+    def call(
+        self,
+        method: str,
+        body: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        idempotent: bool = True,
+    ) -> dict[str, Any]:
+        """One RPC with failover and retries bounded by `timeout` (the whole call's deadline)."""
+        budget = self.timeout if timeout is None else timeout
+        started = time.perf_counter()
+        if not self.request_hooks:
+            # Fast path: one healthy endpoint answers; no retry machinery on the hot path.
+            index = self._current
+            try:
+                return self._endpoint(index).call(method, body, budget)
+            except Unavailable as exc:
+                if exc.maybe_applied and not idempotent:
+                    raise
+                self._rotate_from(index)
+        deadline = time.monotonic() + budget - (time.perf_counter() - started)
+        error: BaseException | None = None
+
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, Unavailable) and (idempotent or not exc.maybe_applied)
+
+        def attempt() -> dict[str, Any]:
+            last: Unavailable | None = None
+            for _ in range(len(self._addresses)):
+                index = self._current
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    return self._endpoint(index).call(method, body, remaining)
+                except Unavailable as exc:
+                    if exc.maybe_applied and not idempotent:
+                        raise
+                    last = exc
+                    self._rotate_from(index)
+            raise last or Unavailable(f"etcd {method}: deadline of {budget:.1f}s exceeded")
+
+        def give_up(state: RetryCallState) -> dict[str, Any]:
+            exc = state.outcome.exception() if state.outcome else None
+            raise Unavailable(
+                f"etcd unavailable at {', '.join(self._addresses)} for {budget:.1f}s "
+                f"during {method}: {exc}",
+                maybe_applied=bool(getattr(exc, "maybe_applied", False)),
+            ) from exc
+
+        try:
+            for att in Retrying(
+                retry=retry_if_exception(retryable),
+                wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.1),
+                stop=stop_after_delay(budget),
+                retry_error_callback=give_up,
+                reraise=True,
+            ):
+                with att:
+                    return attempt()
+            raise AssertionError("unreachable")  # pragma: no cover
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if self.request_hooks:
+                elapsed = time.perf_counter() - started
+                for hook in self.request_hooks:
+                    hook(method, elapsed, error)
+
+    # -- KV ----------------------------------------------------------------------------------
+
+    def range(
+        self,
+        key: str,
+        range_end: str | None = None,
+        *,
+        limit: int = 0,
+        revision: int = 0,
+        keys_only: bool = False,
+        count_only: bool = False,
+        serializable: bool = False,
+        timeout: float | None = None,
+    ) -> RangeResult:
+        body: dict[str, Any] = {"key": encode_key(key)}
+        if range_end is not None:
+            body["range_end"] = encode_key(range_end)
+        if limit:
+            body["limit"] = str(limit)
+        if revision:
+            body["revision"] = str(revision)
+        if keys_only:
+            body["keys_only"] = True
+        if count_only:
+            body["count_only"] = True
+        if serializable:
+            body["serializable"] = True
+        try:
+            resp = self.call("/kv/range", body, timeout=timeout)
+        except Compacted:
+            raise Compacted(revision, 0) from None
+        revision_now = as_int(resp["header"].get("revision"))
+        kvs = [KeyValue.from_wire(kv) for kv in resp.get("kvs") or ()]
+        return RangeResult(kvs, as_int(resp.get("count")), bool(resp.get("more")), revision_now)
+
+    def get(self, key: str, *, timeout: float | None = None) -> KeyValue | None:
+        kvs = self.range(key, timeout=timeout).kvs
+        return kvs[0] if kvs else None
+
+    def iter_prefix(
+        self, prefix: str, *, page_size: int = 1000, revision: int = 0, keys_only: bool = False
+    ) -> Iterator[tuple[list[KeyValue], int]]:
+        """Pages of a prefix, all read at ONE revision so the listing is a consistent snapshot.
+
+        Yields `(kvs, revision)`; the revision is the snapshot's, to start a watch from + 1.
+        """
+        end = prefix_range_end(prefix)
+        start = prefix
+        while True:
+            page = self.range(start, end, limit=page_size, revision=revision, keys_only=keys_only)
+            revision = revision or page.revision
+            if page.kvs:
+                yield page.kvs, revision
+            if not page.more or not page.kvs:
+                if not page.kvs:
+                    yield [], revision
+                return
+            start = page.kvs[-1].key + "\0"
+
+    def list_prefix(self, prefix: str, *, page_size: int = 1000) -> tuple[list[KeyValue], int]:
+        kvs: list[KeyValue] = []
+        revision = 0
+        for page, revision in self.iter_prefix(prefix, page_size=page_size):
+            kvs.extend(page)
+        return kvs, revision
+
+    def put(
+        self, key: str, value: bytes, *, lease: int = 0, timeout: float | None = None
+    ) -> PutResult:
+        body: dict[str, Any] = {"key": encode_key(key), "value": encode_bytes(value)}
+        if lease:
+            body["lease"] = str(lease)
+        resp = self.call("/kv/put", body, timeout=timeout, idempotent=True)
+        return PutResult(as_int(resp["header"].get("revision")))
+
+    def delete(
+        self, key: str, range_end: str | None = None, *, timeout: float | None = None
+    ) -> DeleteResult:
+        body: dict[str, Any] = {"key": encode_key(key)}
+        if range_end is not None:
+            body["range_end"] = encode_key(range_end)
+        resp = self.call("/kv/deleterange", body, timeout=timeout, idempotent=True)
+        return DeleteResult(as_int(resp["header"].get("revision")), as_int(resp.get("deleted")))
+
+    def txn(
+        self,
+        compare: Sequence[Compare],
+        success: Sequence[Op],
+        failure: Sequence[Op] = (),
+        *,
+        timeout: float | None = None,
+    ) -> TxnResult:
+        """Not retried after the request may have reached etcd: the caller re-reads instead."""
+        body = {
+            "compare": [c.wire for c in compare],
+            "success": [o.wire for o in success],
+            "failure": [o.wire for o in failure],
+        }
+        resp = self.call("/kv/txn", body, timeout=timeout, idempotent=False)
+        revision = as_int(resp["header"].get("revision"))
+        responses = [decode_op_result(r, revision) for r in resp.get("responses") or ()]
+        return TxnResult(bool(resp.get("succeeded")), revision, responses)
+
+    def compact(self, revision: int, *, physical: bool = True) -> None:
+        self.call("/kv/compaction", {"revision": str(revision), "physical": physical})
+
+    # -- cluster ---------------------------------------------------------------------------
+
+    def status(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """The current endpoint's status (version, dbSize, leader, raftIndex, revision)."""
+        return self.call("/maintenance/status", {}, timeout=timeout)
+
+    def revision(self, *, timeout: float | None = None) -> int:
+        """The cluster's current revision, by a linearizable read (proves a live quorum)."""
+        return self.range("\0", limit=1, keys_only=True, timeout=timeout).revision
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def lease_grant(self, ttl: int, lease_id: int = 0) -> Lease:
+        body: dict[str, Any] = {"TTL": str(ttl)}
+        if lease_id:
+            body["ID"] = str(lease_id)
+        resp = self.call("/lease/grant", body, idempotent=bool(lease_id))
+        if resp.get("error"):
+            raise Unavailable(f"lease grant refused: {resp['error']}")
+        return Lease(as_int(resp.get("ID")), as_int(resp.get("TTL")))
+
+    def lease_revoke(self, lease_id: int) -> None:
+        self.call("/kv/lease/revoke", {"ID": str(lease_id)})
+
+    def lease_time_to_live(self, lease_id: int) -> int:
+        """Remaining seconds; -1 when the lease has expired or never existed."""
+        resp = self.call("/kv/lease/timetolive", {"ID": str(lease_id)})
+        return int(resp.get("TTL") or 0)
+
+    def lease_keepalive_once(self, lease_id: int, *, timeout: float | None = None) -> int:
+        """Refresh a lease; returns the new TTL, 0 or less if the lease is gone."""
+        budget = self.timeout if timeout is None else timeout
+        index = self._current
+        stream = self._endpoint(index).stream(
+            "/lease/keepalive", {"ID": str(lease_id)}, budget, budget
+        )
+        try:
+            for msg in stream:
+                return as_int(msg.get("TTL"))
+        finally:
+            stream.close()
+        return 0  # pragma: no cover
+
+    # -- watch -----------------------------------------------------------------------------
+
+    def watch(
+        self,
+        key: str,
+        callback: WatchCallback,
+        *,
+        range_end: str | None = None,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        on_compacted: Callable[[Compacted], None] | None = None,
+        idle_timeout: float = 10.0,
+        name: str | None = None,
+    ) -> WatchHandle:
+        """A supervised watch; see `controller.storage.watch`."""
+        end = prefix_range_end(key) if prefix else range_end
+        return start_watch(
+            self,
+            key=key,
+            range_end=end,
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            callback=callback,
+            on_compacted=on_compacted,
+            idle_timeout=idle_timeout,
+            name=name or f"watch {key}",
+        )
+
+    def _open_stream(self, body: dict[str, Any], read_timeout: float) -> tuple[Any, str]:
+        """Open a watch stream on the first endpoint that answers (used by the supervisor)."""
+        last: Exception | None = None
+        for _ in range(len(self._addresses)):
+            index = self._current
+            try:
+                ep = self._endpoint(index)
+                return ep.stream(
+                    "/watch", body, min(self.timeout, read_timeout), read_timeout
+                ), ep.address
+            except Unavailable as exc:
+                last = exc
+                self._rotate_from(index)
+        raise last or Unavailable("no etcd endpoint")

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what the tests need (Debian's etcd-server, a venv with the project and its test
+# extras), then run the whole suite: pytest (unit, integration on real etcd, e2e), mypy, ruff.
+# Safe to re-run; used verbatim by CI (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null || ! command -v openssl >/dev/null; then
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client openssl >/dev/null
+fi
+# The Debian package starts a system etcd on :2379; tests use their own on free ports.
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== mypy --strict controller"
+mypy --strict controller
+echo "== ruff check"
+ruff check controller tests bench
+echo "== pytest"
+exec python -m pytest -q -p no:cacheprovider "$@"

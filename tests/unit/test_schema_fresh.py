@@ -1,0 +1,85 @@
+"""The committed JSON Schema and sample manifests must agree with the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.resources import LabWorker
+from controller.resources.schema import DEFAULT_SCHEMA_PATH, SCHEMA_ID, main, render_schema
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "manifests" / "labworker.schema.json"
+SAMPLES = sorted((REPO_ROOT / "manifests" / "samples").glob("*.yaml"))
+
+
+def load_sample(path: Path) -> dict[str, Any]:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(document, dict), f"{path.name} must hold one mapping"
+    return document
+
+
+def test_committed_schema_is_fresh() -> None:
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render_schema(), (
+        "manifests/labworker.schema.json is stale: run `python -m controller.resources.schema`"
+    )
+
+
+def test_default_path_is_the_committed_schema() -> None:
+    assert DEFAULT_SCHEMA_PATH == SCHEMA_PATH
+
+
+def test_schema_is_deterministic_and_identified() -> None:
+    rendered = render_schema()
+    assert rendered == render_schema()
+    assert rendered.endswith("}\n")
+    schema = json.loads(rendered)
+    assert schema["$id"] == SCHEMA_ID
+    assert schema["title"] == "LabWorker"
+    assert schema["$defs"]["InstanceSpec"]["properties"]["volumeSizeGb"]["minimum"] == 100
+
+
+def test_check_flags_a_stale_file_and_passes_a_fresh_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "labworker.schema.json"
+    assert main(["--check", str(target)]) == 1
+    assert "is missing" in capsys.readouterr().err
+
+    assert main([str(target)]) == 0
+    assert target.read_text(encoding="utf-8") == render_schema()
+    assert main(["--check", str(target)]) == 0
+
+    target.write_text(render_schema().replace('"minimum": 100', '"minimum": 50'), "utf-8")
+    assert main(["--check", str(target)]) == 1
+    assert "is stale" in capsys.readouterr().err
+
+
+def test_there_are_samples() -> None:
+    assert len(SAMPLES) >= 3
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda path: path.name)
+def test_sample_is_a_valid_labworker_without_status(path: Path) -> None:
+    document = load_sample(path)
+    assert "status" not in document, "samples declare intent; status belongs to the controller"
+    worker = LabWorker.from_dict(document)
+    assert worker.spec.lab_track
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda path: path.name)
+def test_sample_is_valid_against_the_committed_schema(path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(load_sample(path))
+
+
+def test_samples_name_distinct_workers() -> None:
+    identities = [
+        LabWorker.from_dict(load_sample(path)).metadata.namespaced_name for path in SAMPLES
+    ]
+    assert len(set(identities)) == len(identities)
