@@ -65,10 +65,20 @@ def measure_cell(
         driver.put(key, b"0" if workload.startswith("cas") else value)
 
     def operation(key: str) -> Callable[[], int]:
+        """One timed op; returns the conflicts it retried (always 0 for get and put)."""
+
+        def get() -> int:
+            driver.get(key)
+            return 0
+
+        def put() -> int:
+            driver.put(key, value)
+            return 0
+
         if workload == "get":
-            return lambda: driver.get(key) or 0
+            return get
         if workload == "put":
-            return lambda: driver.put(key, value) or 0
+            return put
         return lambda: driver.increment(key)
 
     clock: dict[str, float] = {}

@@ -4,7 +4,7 @@ Prints figures and ratios; it never asserts on time (the machine is shared and n
 throughput cell is run in several rounds, the three clients back to back within a round, so
 a ratio compares figures taken seconds apart; tables show medians over rounds.
 
-    python -m bench.storage            # ~5-6 min: 3 rounds x 1.5 s cells, lists of 10k and 100k
+    python -m bench.storage            # ~5.5 min: 3 rounds x 1.2 s cells, lists of 10k and 100k
     python -m bench.storage --quick    # ~1 min: 1 round x 1 s cells, list of 10k
     python -m bench.storage --endpoint 127.0.0.1:2379   # an existing etcd (keys under /bench/)
 
@@ -55,6 +55,8 @@ WORKER_SCRIPT = BENCH_DIR / "python_etcd3_worker.py"
 DEFAULT_VENV = BENCH_DIR / ".venv"  # matched by the project's `.venv/` gitignore rule
 GRPC_REQUIREMENTS = ("etcd3==0.12.0", "protobuf<4", "grpcio")
 ROOT_PREFIX = "/bench"
+BIG_PAGE = 10_000
+"""A second page size to list with: etcd 3.4 spends less CPU on fewer, larger pages."""
 
 FACADE, ETCD3PY, GRPC = "facade", "etcd3-py", "python-etcd3"
 CLIENT_TITLES = {
@@ -262,7 +264,7 @@ class Cell:
         if self.workload == "cas-shared":
             a = self.rounds.get(FACADE, [{}])[-1]
             status = "ok" if lost == 0 else f"LOST {lost}"
-            return f"{status} {a.get('final', '?')}=={a.get('increments', '?')}"
+            return f"{status}, (a) {a.get('final', '?')}=={a.get('increments', '?')}"
         return "ok" if lost == 0 else f"LOST {lost}"
 
 
@@ -302,7 +304,7 @@ def print_throughput(cells: list[Cell], clients: Sequence[str], rounds: int) -> 
         header.append("a/b")
     if GRPC in clients:
         header.append("a/c")
-    header.append("CAS check (final==increments)")
+    header.append("CAS check")
     rows = [header]
     for cell in cells:
         row = [cell.workload, str(cell.concurrency)]
@@ -456,60 +458,72 @@ def list_benchmark(
     def raw() -> list[KeyValue]:
         return client.list_prefix(prefix)[0]
 
+    def raw_big_pages() -> list[KeyValue]:
+        return client.list_prefix(prefix, page_size=BIG_PAGE)[0]
+
     def models() -> list[LabWorker]:
         return [LabWorker.model_validate(doc) for doc in backend.list()]
 
     def models_from_json() -> list[LabWorker]:
         return [LabWorker.model_validate_json(kv.value) for kv in raw()]
 
-    rows = [
-        ListRow("(a) client.list_prefix -> KeyValue"),
-        ListRow("(a') backend.list() -> dicts"),
-        ListRow("(a'') dicts -> LabWorker.model_validate, gc as-is"),
-        ListRow("(a'') same, gc disabled during the load"),
-        ListRow("(a''') KeyValue -> LabWorker.model_validate_json, gc as-is"),
-        ListRow("(a''') same, gc disabled during the load"),
+    facade_rows: list[tuple[ListRow, Callable[[], object]]] = [
+        (ListRow("(a) client.list_prefix -> KeyValue"), raw),
+        (ListRow(f"(a) same, page_size={BIG_PAGE:,}"), raw_big_pages),
+        (ListRow("(a') backend.list() -> dicts, gc as-is"), backend.list),
+        (ListRow("(a') same, gc disabled during the load"), without_gc(backend.list)),
+        (ListRow("(a'') dicts -> LabWorker.model_validate, gc as-is"), models),
+        (ListRow("(a'') same, gc disabled during the load"), without_gc(models)),
+        (
+            ListRow("(a''') KeyValue -> LabWorker.model_validate_json, gc disabled"),
+            without_gc(models_from_json),
+        ),
     ]
     log(f"listing {size:,} with the facade...")
-    measure(rows[0], raw)
-    measure(rows[1], backend.list)
-    measure(rows[2], models)
-    measure(rows[3], without_gc(models))
-    measure(rows[4], models_from_json)
-    measure(rows[5], without_gc(models_from_json))
+    for row, fn in facade_rows:
+        measure(row, fn)
+    rows = [row for row, _ in facade_rows]
 
     row = ListRow("(b) etcd3-py range(prefix=True), model objects")
     if etcd3py is not None and etcd3py_too:
-        log(f"listing {size:,} with etcd3-py (slow)...")
-        measure_once = repeats if size <= 10_000 else 1
-        for _ in range(measure_once):
-            wall, cpu, count = timed(lambda: etcd3py.range_prefix(prefix))
-            if count != size:
-                raise RuntimeError(f"etcd3-py listed {count}, expected {size}")
-            row.add(wall, cpu)
+        log(f"listing {size:,} with etcd3-py (slow: one run)...")
+        server0 = etcd.cpu_seconds()
+        wall, cpu, count = timed(lambda: etcd3py.range_prefix(prefix))
+        server1 = etcd.cpu_seconds()
+        if count != size:
+            raise RuntimeError(f"etcd3-py listed {count}, expected {size}")
+        row.add(wall, cpu, server1 - server0 if server0 is not None and server1 else None)
+        row.note = "one run: ~40x slower, noise does not matter"
     else:
         row.note = "skipped (~75 s at 100k; --full measures it)"
     rows.append(row)
 
     if grpc is not None:
         log(f"listing {size:,} with python-etcd3...")
+        server0 = etcd.cpu_seconds()
         reply = grpc.request({"cmd": "list", "prefix": prefix, "repeats": repeats})
+        server1 = etcd.cpu_seconds()
         if reply["count"] != size:
             raise RuntimeError(f"python-etcd3 listed {reply['count']}, expected {size}")
-        raw_row = ListRow("(c) python-etcd3 get_prefix -> (value, meta)")
+        # The worker cannot see etcd's pid: etcd's CPU is averaged over all its listings.
+        server = None
+        if server0 is not None and server1 is not None:
+            server = (server1 - server0) / (2 * repeats)
+        raw_row = ListRow("(c) python-etcd3 get_prefix -> (value, meta)", note="etcd CPU: mean")
         for wall, cpu in zip(reply["raw_s"], reply["raw_cpu_s"], strict=True):
-            raw_row.add(wall, cpu)
-        decoded = ListRow("(c') python-etcd3 get_prefix + json.loads")
+            raw_row.add(wall, cpu, server)
+        decoded = ListRow("(c') python-etcd3 get_prefix + json.loads", note="etcd CPU: mean")
         for wall in reply["decoded_s"]:
-            decoded.add(wall)
+            decoded.add(wall, None, server)
         rows += [raw_row, decoded]
 
-    ctl = ListRow("etcdctl get --prefix -w json > /dev/null", note="server + Go client")
+    ctl = ListRow("etcdctl get --prefix -w json", note="etcd's own Go client (gRPC)")
     for _ in range(repeats):
         cmd = ["get", prefix, "--prefix", "-w", "json"]
-        t0 = time.perf_counter()
+        server0, t0 = etcd.cpu_seconds(), time.perf_counter()
         done = etcd.etcdctl(*cmd)
-        ctl.add(time.perf_counter() - t0)
+        wall, server1 = time.perf_counter() - t0, etcd.cpu_seconds()
+        ctl.add(wall, None, server1 - server0 if server0 is not None and server1 else None)
         if done.returncode != 0:
             raise RuntimeError(f"etcdctl get failed: {done.stderr.decode()[:300]}")
     rows.append(ctl)
@@ -534,7 +548,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="~1 min: 1 round, 1 s cells, 10k list")
     parser.add_argument("--full", action="store_true", help="also list 100k with etcd3-py (~75 s)")
     parser.add_argument("--rounds", type=int, help="rounds per throughput cell (default 3)")
-    parser.add_argument("--duration", type=float, help="seconds per cell (default 1.5)")
+    parser.add_argument("--duration", type=float, help="seconds per cell (default 1.2)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--list-sizes", type=int, nargs="+", help="default 10000 100000")
     parser.add_argument("--list-repeats", type=int, help="runs per listing row (default 3)")
@@ -550,7 +564,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-listing", action="store_true")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
-    args.duration = args.duration or (1.0 if args.quick else 1.5)
+    args.duration = args.duration or (1.0 if args.quick else 1.2)
     args.list_sizes = args.list_sizes or ([10_000] if args.quick else [10_000, 100_000])
     args.list_repeats = args.list_repeats or (1 if args.quick else 3)
     return args
@@ -624,7 +638,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"\nCells of {args.duration:g} s; get/put use one ~{len(value)}-byte key per "
                 "thread; a CAS increment is read + txn(compare mod_revision, put n+1), where on "
                 "conflict (a) takes the current value from the txn's failure branch and (b), (c) "
-                "re-read. Ratios are medians of per-round ratios."
+                "re-read. Ratios are medians of per-round ratios. CAS check: lost updates summed over "
+                "all clients and rounds ('ok' = none), and for the shared key (a)'s final counter "
+                "value == the increments its threads made (last round)."
             )
             print_throughput(cells, list(runners), args.rounds)
             print_throughput_targets(cells, list(runners))
@@ -644,7 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 "\nclient CPU = this process's CPU time during the call (the rest of the wall "
                 "time is waiting for etcd); etcd CPU = the server's CPU over the same window "
-                "(only when the bench started etcd). (a) pages 1,000 keys per range request; "
+                "(only when the bench started etcd). (a) pages 1,000 keys per range request unless "
+                "stated; "
                 "(b) and (c) read the prefix in one response; etcdctl is etcd's Go client."
             )
             if 100_000 in listed:

@@ -129,11 +129,14 @@ class LabWorkerRepository:
         """Readable, valid workers; invalid ones are reported (log + backend hooks) and skipped."""
         parsed = parse_selector(selector) if selector else None
         out: builtins.list[LabWorker] = []
-        for doc in self.backend.list(f"{namespace}/" if namespace else ""):
-            meta = doc.get("metadata") or {}
-            key = f"{meta.get('namespace', '?')}/{meta.get('name', '?')}"
+        for key, doc in self.backend.items(f"{namespace}/" if namespace else ""):
             try:
                 worker = self._decode(key, doc)
+                if worker.metadata.namespaced_name != key:
+                    raise InvalidObject(
+                        key,
+                        [f"stored under {key} but names itself {worker.metadata.namespaced_name}"],
+                    )
             except InvalidObject as err:
                 log.error("%s; skipping it", err)
                 continue

@@ -38,10 +38,12 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: s
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - reported below if it never succeeds
+        except Exception as exc:
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc!r})")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what} (last error: {last_exc!r})"
+    )
 
 
 @dataclass
@@ -82,25 +84,40 @@ class EtcdProcess:
         peer_url = f"http://127.0.0.1:{self.peer_port}"
         args = [
             ETCD_BIN,
-            "--name", self.name,
-            "--data-dir", str(self.data_dir),
-            "--listen-client-urls", self.url,
-            "--advertise-client-urls", self.url,
-            "--listen-peer-urls", peer_url,
-            "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", self.initial_cluster or f"{self.name}={peer_url}",
-            "--initial-cluster-state", "new",
-            "--initial-cluster-token", "test-" + self.data_dir.parent.name,
+            "--name",
+            self.name,
+            "--data-dir",
+            str(self.data_dir),
+            "--listen-client-urls",
+            self.url,
+            "--advertise-client-urls",
+            self.url,
+            "--listen-peer-urls",
+            peer_url,
+            "--initial-advertise-peer-urls",
+            peer_url,
+            "--initial-cluster",
+            self.initial_cluster or f"{self.name}={peer_url}",
+            "--initial-cluster-state",
+            "new",
+            "--initial-cluster-token",
+            "test-" + self.data_dir.parent.name,
             "--unsafe-no-fsync",  # test fixture only: never in deployment
-            "--experimental-watch-progress-notify-interval", "1s",
-            "--log-level", "error",
-            "--logger", "zap",
+            "--experimental-watch-progress-notify-interval",
+            "1s",
+            "--log-level",
+            "error",
+            "--logger",
+            "zap",
         ]
         if self.tls:
             args += [
-                "--cert-file", str(self.tls.server_cert),
-                "--key-file", str(self.tls.server_key),
-                "--trusted-ca-file", str(self.tls.ca),
+                "--cert-file",
+                str(self.tls.server_cert),
+                "--key-file",
+                str(self.tls.server_key),
+                "--trusted-ca-file",
+                str(self.tls.ca),
                 "--client-cert-auth",
             ]
         return [*args, *self.extra_args]
@@ -141,7 +158,9 @@ class EtcdProcess:
             [*cmd, *args], capture_output=True, timeout=timeout, env=env, input=input, check=False
         )
         if res.returncode != 0:
-            raise subprocess.CalledProcessError(res.returncode, cmd + list(args), res.stdout, res.stderr)
+            raise subprocess.CalledProcessError(
+                res.returncode, cmd + list(args), res.stdout, res.stderr
+            )
         return res.stdout.decode()
 
     def revision(self) -> int:
@@ -200,9 +219,7 @@ class EtcdProcess:
 
 def start_cluster(base: Path, members: int = 3) -> list[EtcdProcess]:
     """A loopback cluster; members are spawned together so the first election can happen."""
-    procs = [
-        EtcdProcess(data_dir=base / f"m{i}", name=f"m{i}") for i in range(members)
-    ]
+    procs = [EtcdProcess(data_dir=base / f"m{i}", name=f"m{i}") for i in range(members)]
     initial = ",".join(f"{p.name}=http://127.0.0.1:{p.peer_port}" for p in procs)
     for p in procs:
         p.initial_cluster = initial
@@ -219,15 +236,55 @@ def generate_tls(base: Path) -> TLSFiles:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=base)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-        "-keyout", "ca.key", "-out", "ca.crt")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
     ext = base / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
+    )
     for who, cn in (("server", "etcd-server"), ("client", "root")):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
-            "-keyout", f"{who}.key", "-out", f"{who}.csr")
-        run("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-out", f"{who}.crt", "-extfile", str(ext))
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={cn}",
+            "-keyout",
+            f"{who}.key",
+            "-out",
+            f"{who}.csr",
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{who}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            f"{who}.crt",
+            "-extfile",
+            str(ext),
+        )
     return TLSFiles(
         ca=base / "ca.crt",
         server_cert=base / "server.crt",
@@ -239,7 +296,7 @@ def generate_tls(base: Path) -> TLSFiles:
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as err:
         return int(err.code), err.read()

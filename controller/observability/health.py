@@ -106,7 +106,6 @@ class ProgressCheck:
         age = self.age_seconds()
         if age > self.max_age_seconds:
             return False, (
-                f"{self.name}: no progress for {age:.1f}s "
-                f"(limit {self.max_age_seconds:g}s)"
+                f"{self.name}: no progress for {age:.1f}s (limit {self.max_age_seconds:g}s)"
             )
         return True, f"{self.name}: last progress {age:.1f}s ago"

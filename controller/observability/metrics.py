@@ -92,9 +92,7 @@ class _LastEventAgeCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Describing without sampling keeps registration free of clock reads.
-        yield GaugeMetricFamily(
-            "informer_last_event_age_seconds", "", labels=["resource"]
-        )
+        yield GaugeMetricFamily("informer_last_event_age_seconds", "", labels=["resource"])
 
 
 class ControllerMetrics:
@@ -108,79 +106,96 @@ class ControllerMetrics:
         self._reconcile_total = Counter(
             "controller_runtime_reconcile_total",
             "Total number of reconciliations per controller",
-            ["controller", "result"], registry=r,
+            ["controller", "result"],
+            registry=r,
         )
         self._reconcile_errors = Counter(
             "controller_runtime_reconcile_errors_total",
             "Total number of reconciliation errors per controller",
-            ["controller"], registry=r,
+            ["controller"],
+            registry=r,
         )
         self._terminal_errors = Counter(
             "controller_runtime_terminal_reconcile_errors_total",
             "Total number of terminal reconciliation errors per controller",
-            ["controller"], registry=r,
+            ["controller"],
+            registry=r,
         )
         self._reconcile_panics = Counter(
             "controller_runtime_reconcile_panics_total",
             "Total number of reconciliation panics per controller",
-            ["controller"], registry=r,
+            ["controller"],
+            registry=r,
         )
         self._reconcile_time = Histogram(
             "controller_runtime_reconcile_time_seconds",
             "Length of time per reconciliation per controller",
-            ["controller"], buckets=RECONCILE_TIME_BUCKETS, registry=r,
+            ["controller"],
+            buckets=RECONCILE_TIME_BUCKETS,
+            registry=r,
         )
         self._active_workers = Gauge(
             "controller_runtime_active_workers",
             "Number of currently used workers per controller",
-            ["controller"], registry=r,
+            ["controller"],
+            registry=r,
         )
         self._max_concurrent = Gauge(
             "controller_runtime_max_concurrent_reconciles",
             "Maximum number of concurrent reconciles per controller",
-            ["controller"], registry=r,
+            ["controller"],
+            registry=r,
         )
         self._cas_conflicts = Counter(
             "controller_cas_conflicts_total",
             "Status writes that lost an optimistic-concurrency compare (mod_revision) race",
-            ["controller"], registry=r,
+            ["controller"],
+            registry=r,
         )
         self._leader = Gauge(
             "leader_election_master_status",
             "Gauge of if the reporting system is master of the relevant lease, "
             "0 indicates backup, 1 indicates master. 'name' is the string used to "
             "identify the lease.",
-            ["name"], registry=r,
+            ["name"],
+            registry=r,
         )
         self._etcd_duration = Histogram(
             "etcd_request_duration_seconds",
             "Latency of etcd requests by method, including failed ones",
-            ["method"], buckets=ETCD_REQUEST_BUCKETS, registry=r,
+            ["method"],
+            buckets=ETCD_REQUEST_BUCKETS,
+            registry=r,
         )
         self._etcd_errors = Counter(
             "etcd_request_errors_total",
             "Failed etcd requests by method and error kind",
-            ["method", "error"], registry=r,
+            ["method", "error"],
+            registry=r,
         )
         self._watch_restarts = Counter(
             "informer_watch_restarts_total",
             "Watch streams re-established (resumed from the last seen revision)",
-            ["resource", "reason"], registry=r,
+            ["resource", "reason"],
+            registry=r,
         )
         self._relists = Counter(
             "informer_relists_total",
             "Full lists of the prefix after the start, e.g. after compaction",
-            ["resource", "reason"], registry=r,
+            ["resource", "reason"],
+            registry=r,
         )
         self._cache_objects = Gauge(
             "informer_cache_objects",
             "Objects currently held in the informer cache",
-            ["resource"], registry=r,
+            ["resource"],
+            registry=r,
         )
         self._invalid_objects = Counter(
             "informer_invalid_objects_total",
             "Stored values skipped because they are not valid JSON or not a valid object",
-            ["resource", "reason"], registry=r,
+            ["resource", "reason"],
+            registry=r,
         )
         self._last_event = _LastEventAgeCollector(clock)
         r.register(self._last_event)
@@ -224,8 +239,8 @@ class ControllerMetrics:
     def active_workers_dec(self, controller: str) -> None:
         self._active_workers.labels(controller).dec()
 
-    def cas_conflict(self, controller: str) -> None:
-        self._cas_conflicts.labels(controller).inc()
+    def cas_conflict(self, controller: str, count: int = 1) -> None:
+        self._cas_conflicts.labels(controller).inc(count)
 
     def leader_status(self, name: str, is_leader: bool) -> None:
         self._leader.labels(name).set(1 if is_leader else 0)
@@ -260,26 +275,32 @@ class WorkqueueMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         _without_created_series()
         r = registry
-        self._depth = Gauge(
-            "workqueue_depth", "Current depth of workqueue", ["name"], registry=r
-        )
+        self._depth = Gauge("workqueue_depth", "Current depth of workqueue", ["name"], registry=r)
         self._adds = Counter(
-            "workqueue_adds_total", "Total number of adds handled by workqueue", ["name"],
+            "workqueue_adds_total",
+            "Total number of adds handled by workqueue",
+            ["name"],
             registry=r,
         )
         self._retries = Counter(
-            "workqueue_retries_total", "Total number of retries handled by workqueue", ["name"],
+            "workqueue_retries_total",
+            "Total number of retries handled by workqueue",
+            ["name"],
             registry=r,
         )
         self._queue_duration = Histogram(
             "workqueue_queue_duration_seconds",
             "How long in seconds an item stays in workqueue before being requested",
-            ["name"], buckets=WORKQUEUE_DURATION_BUCKETS, registry=r,
+            ["name"],
+            buckets=WORKQUEUE_DURATION_BUCKETS,
+            registry=r,
         )
         self._work_duration = Histogram(
             "workqueue_work_duration_seconds",
             "How long in seconds processing an item from workqueue takes",
-            ["name"], buckets=WORKQUEUE_DURATION_BUCKETS, registry=r,
+            ["name"],
+            buckets=WORKQUEUE_DURATION_BUCKETS,
+            registry=r,
         )
         self._unfinished = Gauge(
             "workqueue_unfinished_work_seconds",
@@ -287,32 +308,36 @@ class WorkqueueMetrics:
             "observed by work_duration. Large values indicate stuck threads. One can "
             "deduce the number of stuck threads by observing the rate at which this "
             "increases.",
-            ["name"], registry=r,
+            ["name"],
+            registry=r,
         )
         self._longest = Gauge(
             "workqueue_longest_running_processor_seconds",
             "How many seconds has the longest running processor for workqueue been running.",
-            ["name"], registry=r,
+            ["name"],
+            registry=r,
         )
 
-    def depth_inc(self, name: str) -> None:
-        self._depth.labels(name).inc()
+    # The factory protocol of controller.runtime.workqueue (client-go's MetricsProvider):
+    # the queue asks once per queue name and keeps the labelled child.
 
-    def depth_dec(self, name: str) -> None:
-        self._depth.labels(name).dec()
+    def new_depth_metric(self, name: str, /) -> Gauge:
+        return self._depth.labels(name)
 
-    def add(self, name: str) -> None:
-        self._adds.labels(name).inc()
+    def new_adds_metric(self, name: str, /) -> Counter:
+        return self._adds.labels(name)
 
-    def retry(self, name: str) -> None:
-        self._retries.labels(name).inc()
+    def new_latency_metric(self, name: str, /) -> Histogram:
+        return self._queue_duration.labels(name)
 
-    def queue_latency(self, name: str, seconds: float) -> None:
-        self._queue_duration.labels(name).observe(seconds)
+    def new_work_duration_metric(self, name: str, /) -> Histogram:
+        return self._work_duration.labels(name)
 
-    def work_duration(self, name: str, seconds: float) -> None:
-        self._work_duration.labels(name).observe(seconds)
+    def new_unfinished_work_seconds_metric(self, name: str, /) -> Gauge:
+        return self._unfinished.labels(name)
 
-    def set_unfinished(self, name: str, unfinished_seconds: float, longest_seconds: float) -> None:
-        self._unfinished.labels(name).set(unfinished_seconds)
-        self._longest.labels(name).set(longest_seconds)
+    def new_longest_running_processor_seconds_metric(self, name: str, /) -> Gauge:
+        return self._longest.labels(name)
+
+    def new_retries_metric(self, name: str, /) -> Counter:
+        return self._retries.labels(name)

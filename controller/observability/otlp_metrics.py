@@ -128,9 +128,7 @@ class OtlpMetricsBridge:
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._thread = threading.Thread(
-            target=self._run, name="otlp-metrics-export", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="otlp-metrics-export", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:

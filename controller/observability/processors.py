@@ -47,8 +47,9 @@ _KEY_VALUE_SECRET = re.compile(
     r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&\"'}\])]+)",
     re.IGNORECASE,
 )
-_BEARER = re.compile(r"\b(?P<scheme>bearer|basic)\s+(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}",
-                     re.IGNORECASE)
+_BEARER = re.compile(
+    r"\b(?P<scheme>bearer|basic)\s+(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE
+)
 _URL_USERINFO = re.compile(r"(?P<prefix>\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.IGNORECASE)
 
 

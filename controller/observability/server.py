@@ -63,11 +63,11 @@ def _make_request_handler(routes: Mapping[str, Handler]) -> type[BaseHTTPRequest
                 )
             else:
                 try:
-                    response = handler(Request(parts.path, parse_qs(parts.query, keep_blank_values=True)))
-                except Exception:
-                    _log.exception(
-                        "observability endpoint failed; answering 500", path=parts.path
+                    response = handler(
+                        Request(parts.path, parse_qs(parts.query, keep_blank_values=True))
                     )
+                except Exception:
+                    _log.exception("observability endpoint failed; answering 500", path=parts.path)
                     response = Response(500, b"internal error\n")
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
@@ -183,7 +183,9 @@ def start_observability_servers(
     Port 0 always means separate ephemeral ports. Stop every returned server at exit.
     """
     if metrics_port == health_port and metrics_port != 0:
-        return [start_http_server(host, metrics_port, metrics_routes(registry) | health_routes(health))]
+        return [
+            start_http_server(host, metrics_port, metrics_routes(registry) | health_routes(health))
+        ]
     servers = [start_http_server(host, metrics_port, metrics_routes(registry))]
     try:
         servers.append(start_http_server(host, health_port, health_routes(health)))

@@ -78,6 +78,10 @@ class LabWorkerStatus(CamelModel):
     model_config = _STATUS_CONFIG
 
     phase: Phase | None = None
+    phase_transition_time: Timestamp | None = Field(
+        default=None,
+        description="When the worker entered its current phase; phase timeouts count from it.",
+    )
     observed_generation: int = Field(default=0, ge=0)
     conditions: list[Condition] = Field(default_factory=list)
     instance_id: str | None = None

@@ -163,6 +163,21 @@ class EtcdStorageBackend:
         """Every readable object; unreadable ones are reported (log + hooks) and skipped."""
         return self.list_with_revision(name_prefix, page_size=page_size)[0]
 
+    def items(
+        self, name_prefix: str = "", *, page_size: int = 1000
+    ) -> builtins.list[tuple[str, Document]]:
+        """(name, object) pairs: the name is the key (prefix stripped), which callers must
+        check against the object's own metadata — a value can be written under any key."""
+        out: builtins.list[tuple[str, Document]] = []
+        for page, _ in self.client.iter_prefix(self.prefix + name_prefix, page_size=page_size):
+            for kv in page:
+                name = self._name_of(kv.key)
+                try:
+                    out.append((name, decode_document(kv, name)))
+                except CorruptValue as err:
+                    self._report_corrupt(err)
+        return out
+
     def list_with_revision(
         self, name_prefix: str = "", *, page_size: int = 1000
     ) -> tuple[builtins.list[Document], int]:

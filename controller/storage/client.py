@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -40,6 +42,7 @@ from controller.storage.transport import Credentials, Endpoint
 from controller.storage.watch import WatchCallback, WatchHandle, start_watch
 
 log = logging.getLogger("controller.storage")
+tracer = trace.get_tracer("controller.storage")
 
 T = TypeVar("T")
 
@@ -113,20 +116,44 @@ class EtcdClient:
         timeout: float | None = None,
         idempotent: bool = True,
     ) -> dict[str, Any]:
-        """One RPC with failover and retries bounded by `timeout` (the whole call's deadline)."""
+        """One RPC with failover and retries bounded by `timeout` (the whole call's deadline).
+
+        Each call is a client span (`etcd <method>`) and is reported to `request_hooks`
+        (duration, error) for metrics.
+        """
         budget = self.timeout if timeout is None else timeout
         started = time.perf_counter()
-        if not self.request_hooks:
-            # Fast path: one healthy endpoint answers; no retry machinery on the hot path.
-            index = self._current
-            try:
-                return self._endpoint(index).call(method, body, budget)
-            except Unavailable as exc:
-                if exc.maybe_applied and not idempotent:
-                    raise
-                self._rotate_from(index)
-        deadline = time.monotonic() + budget - (time.perf_counter() - started)
         error: BaseException | None = None
+        with tracer.start_as_current_span(
+            f"etcd {method}",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system": "etcd", "rpc.method": method},
+        ) as span:
+            try:
+                return self._call_with_failover(method, body, budget, idempotent)
+            except BaseException as exc:
+                error = exc
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            finally:
+                if self.request_hooks:
+                    elapsed = time.perf_counter() - started
+                    for hook in self.request_hooks:
+                        hook(method, elapsed, error)
+
+    def _call_with_failover(
+        self, method: str, body: dict[str, Any], budget: float, idempotent: bool
+    ) -> dict[str, Any]:
+        started = time.monotonic()
+        # Fast path: the current endpoint answers; no retry machinery on the hot path.
+        index = self._current
+        try:
+            return self._endpoint(index).call(method, body, budget)
+        except Unavailable as exc:
+            if exc.maybe_applied and not idempotent:
+                raise
+            self._rotate_from(index)
+        deadline = started + budget
 
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, Unavailable) and (idempotent or not exc.maybe_applied)
@@ -155,25 +182,17 @@ class EtcdClient:
                 maybe_applied=bool(getattr(exc, "maybe_applied", False)),
             ) from exc
 
-        try:
-            for att in Retrying(
-                retry=retry_if_exception(retryable),
-                wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.1),
-                stop=stop_after_delay(budget),
-                retry_error_callback=give_up,
-                reraise=True,
-            ):
-                with att:
-                    return attempt()
-            raise AssertionError("unreachable")  # pragma: no cover
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if self.request_hooks:
-                elapsed = time.perf_counter() - started
-                for hook in self.request_hooks:
-                    hook(method, elapsed, error)
+        remaining = max(0.0, deadline - time.monotonic())
+        for att in Retrying(
+            retry=retry_if_exception(retryable),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.1),
+            stop=stop_after_delay(remaining),
+            retry_error_callback=give_up,
+            reraise=True,
+        ):
+            with att:
+                return attempt()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- KV ----------------------------------------------------------------------------------
 

@@ -159,7 +159,10 @@ def test_apply_batch_is_all_or_nothing(backend: EtcdStorageBackend) -> None:
     a = backend.create("default/a", worker("a"))
     rv = int(a["metadata"]["resourceVersion"])
     backend.apply_batch(
-        [BatchPut("default/a", worker("a", desiredPhase="Stopped"), rv), BatchPut("default/b", worker("b"), 0)]
+        [
+            BatchPut("default/a", worker("a", desiredPhase="Stopped"), rv),
+            BatchPut("default/b", worker("b"), 0),
+        ]
     )
     assert backend.exists("default/b")
     before = backend.keys()
@@ -208,7 +211,9 @@ def test_watch_delivers_put_and_delete_with_decoded_values(backend: EtcdStorageB
         wait_until(lambda: len(events) == 3, what="3 watch events")
         put1, put2, deleted = events
         assert (put1.type, put1.name, put1.prev_value) == ("PUT", "default/w", None)
-        assert put1.value is not None and put1.value["metadata"]["resourceVersion"] == str(put1.revision)
+        assert put1.value is not None and put1.value["metadata"]["resourceVersion"] == str(
+            put1.revision
+        )
         assert put2.value is not None and put2.value["spec"]["desiredPhase"] == "Draining"
         assert put2.prev_value is not None and "desiredPhase" not in put2.prev_value["spec"]
         assert deleted.type == "DELETE" and deleted.value is None
@@ -233,8 +238,10 @@ def test_watch_survives_a_raising_callback_and_a_corrupt_value(
         backend.create("default/boom", worker("boom"))
         shared_etcd.put(backend.prefix + "default/garbage", "\xff not json")
         backend.create("default/after", worker("after"))
-        wait_until(lambda: [e.name for e in seen] == ["default/garbage", "default/after"],
-                   what="events after a raising callback")
+        wait_until(
+            lambda: [e.name for e in seen] == ["default/garbage", "default/after"],
+            what="events after a raising callback",
+        )
         assert seen[0].error is not None and seen[0].value is None
         assert handle.alive()
     finally:

@@ -169,8 +169,9 @@ def test_watch_from_compacted_revision_reports_compacted(etcd: EtcdProcess) -> N
         got.append(exc)
         done.set()
 
-    handle = client.watch("/c/", lambda b: None, prefix=True, start_revision=first,
-                          on_compacted=on_compacted)
+    handle = client.watch(
+        "/c/", lambda b: None, prefix=True, start_revision=first, on_compacted=on_compacted
+    )
     assert done.wait(10)
     assert got[0].compact_revision == compact_at
     assert handle.compacted is got[0]

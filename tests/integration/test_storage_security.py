@@ -29,7 +29,9 @@ def tls_etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
         proc.stop()
 
 
-def test_mutual_tls_verifies_the_server(tls_etcd: EtcdProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mutual_tls_verifies_the_server(
+    tls_etcd: EtcdProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tls = tls_etcd.tls
     assert tls is not None
     # A CA bundle from the environment must not override the CA we were given.

@@ -17,11 +17,7 @@ from controller.observability import configure_logging, configure_tracing, get_l
 from controller.observability.tracing import shutdown_tracing
 
 SECRET = "s3cr3t-Value-9f8e7d"
-PEM = (
-    "-----BEGIN RSA PRIVATE KEY-----\n"
-    f"MIIEowIBAAKCAQEA{SECRET}\n"
-    "-----END RSA PRIVATE KEY-----"
-)
+PEM = f"-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA{SECRET}\n-----END RSA PRIVATE KEY-----"
 
 
 @pytest.fixture(autouse=True)

@@ -58,15 +58,18 @@ def test_every_metric_is_rendered_under_its_exact_name(registry: CollectorRegist
     cm.cache_size("lab-workers", 12)
     cm.invalid_object("lab-workers", "invalid_json")
     cm.informer_event("lab-workers")
-    wq.depth_inc("labworker")
-    wq.add("labworker")
-    wq.retry("labworker")
-    wq.queue_latency("labworker", 0.5)
-    wq.work_duration("labworker", 0.1)
-    wq.set_unfinished("labworker", 3.0, 2.0)
+    wq.new_depth_metric("labworker").inc()
+    wq.new_adds_metric("labworker").inc()
+    wq.new_retries_metric("labworker").inc()
+    wq.new_latency_metric("labworker").observe(0.5)
+    wq.new_work_duration_metric("labworker").observe(0.1)
+    wq.new_unfinished_work_seconds_metric("labworker").set(3.0)
+    wq.new_longest_running_processor_seconds_metric("labworker").set(2.0)
 
     text = render_prometheus(registry).decode()
-    series_names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+    series_names = {
+        line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"
+    }
     assert {
         "controller_runtime_reconcile_total",
         "controller_runtime_reconcile_errors_total",
@@ -97,7 +100,12 @@ def test_every_metric_is_rendered_under_its_exact_name(registry: CollectorRegist
 
 def test_reconcile_results_and_errors(registry: CollectorRegistry) -> None:
     cm = ControllerMetrics(registry)
-    for result, seconds in [("success", 0.01), ("error", 0.2), ("error", 0.3), ("requeue_after", 1)]:
+    for result, seconds in [
+        ("success", 0.01),
+        ("error", 0.2),
+        ("error", 0.3),
+        ("requeue_after", 1),
+    ]:
         cm.reconcile_finished("labworker", result, seconds)
 
     total = "controller_runtime_reconcile_total"
@@ -125,7 +133,9 @@ def test_registered_controller_series_exist_at_zero(registry: CollectorRegistry)
                frozenset({("controller", "labworker"), ("result", result)}))  # fmt: skip
         assert found[key] == 0
     assert value(registry, "controller_runtime_reconcile_errors_total", controller="labworker") == 0
-    assert value(registry, "controller_runtime_max_concurrent_reconciles", controller="labworker") == 8
+    assert (
+        value(registry, "controller_runtime_max_concurrent_reconciles", controller="labworker") == 8
+    )
     assert value(registry, "controller_runtime_active_workers", controller="labworker") == 0
 
 
@@ -134,9 +144,9 @@ def test_gauges_move_both_ways(registry: CollectorRegistry) -> None:
     cm.active_workers_inc("c")
     cm.active_workers_inc("c")
     cm.active_workers_dec("c")
-    wq.depth_inc("q")
-    wq.depth_inc("q")
-    wq.depth_dec("q")
+    wq.new_depth_metric("q").inc()
+    wq.new_depth_metric("q").inc()
+    wq.new_depth_metric("q").dec()
     cm.leader_status("lease", True)
     cm.leader_status("lease", False)
     cm.cache_size("lab-workers", 5)
@@ -176,7 +186,7 @@ def test_histogram_buckets_follow_controller_runtime_and_client_go(
 ) -> None:
     cm, wq = ControllerMetrics(registry), WorkqueueMetrics(registry)
     cm.reconcile_finished("c", "success", 0.001)
-    wq.work_duration("q", 0.001)
+    wq.new_work_duration_metric("q").observe(0.001)
     found = samples(registry)
 
     def bounds(metric: str, /, **labels: str) -> list[str]:

@@ -87,7 +87,7 @@ def test_conversion_keeps_names_labels_values_and_kinds() -> None:
     registry = CollectorRegistry()
     cm, wq = ControllerMetrics(registry), WorkqueueMetrics(registry)
     cm.reconcile_finished("labworker", "error", 0.2)
-    wq.depth_inc("labworker")
+    wq.new_depth_metric("labworker").inc()
     resource = Resource({"service.name": "unit"})
 
     data = registry_to_metrics_data(registry, resource, start_time_ns=1, now_ns=2)
@@ -125,14 +125,20 @@ def test_no_exporter_unless_configured() -> None:
     [
         ({"OTEL_METRICS_EXPORTER": "otlp"}, HttpMetricExporter),
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, HttpMetricExporter),
-        ({"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, GrpcMetricExporter),
+        (
+            {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+            GrpcMetricExporter,
+        ),
         (
             {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"},
             GrpcMetricExporter,
         ),
         ({"OTEL_METRICS_EXPORTER": "console"}, ConsoleMetricExporter),
         ({"OTEL_METRICS_EXPORTER": "prometheus"}, type(None)),
-        ({"OTEL_METRICS_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, type(None)),
+        (
+            {"OTEL_METRICS_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+            type(None),
+        ),
     ],
 )
 def test_exporter_choice_follows_the_environment(

@@ -31,9 +31,7 @@ class FakeClock:
         return self.now
 
 
-def get(
-    server: HttpServer, path: str, method: str = "GET"
-) -> tuple[int, str, str]:
+def get(server: HttpServer, path: str, method: str = "GET") -> tuple[int, str, str]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
         conn.request(method, path)

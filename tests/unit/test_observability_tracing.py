@@ -57,7 +57,10 @@ def test_an_otlp_endpoint_turns_on_otlp_over_http_by_default(
     ("env", "expected"),
     [
         ({"OTEL_TRACES_EXPORTER": "otlp"}, [HttpSpanExporter]),
-        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, [GrpcSpanExporter]),
+        (
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+            [GrpcSpanExporter],
+        ),
         (
             {
                 "OTEL_TRACES_EXPORTER": "otlp",

@@ -36,9 +36,11 @@ class RateLimitingQueue(DelayingQueue[T]):
             else default_controller_rate_limiter(clock=self._clock)
         )
 
-    def add_rate_limited(self, item: T) -> None:
-        """Retry ``item`` after the delay the rate limiter assigns to its next failure."""
-        self.add_after(item, self._rate_limiter.when(item))
+    def add_rate_limited(self, item: T) -> float:
+        """Re-add after the limiter's delay; returns that delay (for the log line)."""
+        delay = self._rate_limiter.when(item)
+        self.add_after(item, delay)
+        return delay
 
     def forget(self, item: T) -> None:
         """Reset ``item``'s backoff; it does not remove the item from the queue."""

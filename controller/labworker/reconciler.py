@@ -1,0 +1,174 @@
+"""The LabWorker reconciler: read, observe, decide, write once.
+
+(a) read the worker from the informer cache; (b) observe: the provider calls its phase
+needs (`observation.py`, the only side effects); (c) decide: the pure `decide`; (d) write
+status and finalizers through one CAS. If the CAS loses, the repository hands the fresh
+object back and `decide` runs again on it with the *same* observation; if that object has
+moved to another phase or generation meanwhile, the observation no longer applies, nothing
+is written and the key is looked at again shortly.
+
+Transient provider errors are raised as ReconcileError without writing status (the manager
+backs off per key), so an outage does not become a write storm. Fatal ones are recorded as
+phase Failed and the key is not retried until the worker changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from controller.labworker.decide import Decision, decide
+from controller.labworker.observation import Observation, observe
+from controller.labworker.policy import (
+    DEFAULT_INTERVALS,
+    DEFAULT_TIMEOUTS,
+    Intervals,
+    PhaseTimeouts,
+)
+from controller.labworker.provider import LabProvider
+from controller.repository import (
+    InvalidObject,
+    LabWorkerRepository,
+    TooManyConflicts,
+    split_key,
+)
+from controller.resources import LabWorker, Phase
+from controller.runtime.result import ReconcileError, Result, TerminalError
+from controller.storage import NotFound, StorageError
+
+log = logging.getLogger("controller.labworker.reconciler")
+
+Reader = Callable[[str], LabWorker | None]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LabWorkerReconciler:
+    """Stateless between calls, so one instance serves every worker thread; the workqueue
+    guarantees that one key is never reconciled by two threads at once."""
+
+    def __init__(
+        self,
+        repository: LabWorkerRepository,
+        provider: LabProvider,
+        *,
+        reader: Reader | None = None,
+        timeouts: PhaseTimeouts = DEFAULT_TIMEOUTS,
+        intervals: Intervals = DEFAULT_INTERVALS,
+        now: Callable[[], datetime] = utc_now,
+        on_conflicts: Callable[[int], object] | None = None,
+    ) -> None:
+        """`on_conflicts(n)` is told how many CAS conflicts a status write retried (n > 0)."""
+        self.repository = repository
+        self.provider = provider
+        self.reader: Reader = reader if reader is not None else repository.get_by_key
+        self.timeouts = timeouts
+        self.intervals = intervals
+        self.now = now
+        self.on_conflicts = on_conflicts
+
+    def __call__(self, key: str) -> Result:
+        return self.reconcile(key)
+
+    def reconcile(self, key: str) -> Result:
+        worker = self._read(key)
+        if worker is None:
+            log.debug("LabWorker %s: gone; nothing to reconcile", key)
+            return Result.done()
+
+        observation = observe(self.provider, worker)
+        now = self.now()
+        decision = self._decide(worker, observation, now)
+
+        if not decision.changed:
+            if observation.transient_error is not None and not decision.stale:
+                raise ReconcileError(
+                    f"LabWorker {key} ({worker.status.phase or 'new'}): provider call failed "
+                    f"transiently: {observation.transient_error}; status unchanged, "
+                    "retrying with backoff"
+                )
+            log.debug("LabWorker %s: no change (%s)", key, decision.summary)
+            return self._result(decision)
+
+        return self._write(key, worker, observation, now)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _read(self, key: str) -> LabWorker | None:
+        try:
+            return self.reader(key)
+        except InvalidObject as exc:
+            raise TerminalError(
+                f"{exc}; the controller leaves it untouched until it is fixed"
+            ) from exc
+        except StorageError as exc:
+            raise ReconcileError(f"LabWorker {key}: could not read it ({exc}); retrying") from exc
+
+    def _decide(self, worker: LabWorker, observation: Observation, now: datetime) -> Decision:
+        return decide(worker, observation, now, self.timeouts, self.intervals)
+
+    def _write(
+        self, key: str, worker: LabWorker, observation: Observation, now: datetime
+    ) -> Result:
+        namespace, name = split_key(key)
+        applied: list[tuple[Phase | None, Decision]] = []
+
+        def mutate(fresh: LabWorker) -> None:
+            decision = self._decide(fresh, observation, now)
+            applied.append((fresh.status.phase, decision))
+            if decision.changed:
+                fresh.status = decision.status.model_copy(deep=True)
+                fresh.metadata.finalizers = list(decision.finalizers)
+
+        try:
+            update = self.repository.update_status(namespace, name, mutate, current=worker)
+        except NotFound:
+            log.info("LabWorker %s: deleted while being reconciled; nothing more to do", key)
+            return Result.done()
+        except TooManyConflicts as exc:
+            raise ReconcileError(str(exc)) from exc
+        except StorageError as exc:
+            raise ReconcileError(
+                f"LabWorker {key}: status write failed ({exc}); will retry with backoff"
+            ) from exc
+
+        if update.conflicts and self.on_conflicts is not None:
+            self.on_conflicts(update.conflicts)
+        previous_phase, decision = applied[-1]
+        if decision.stale:
+            log.debug("LabWorker %s: %s", key, decision.summary)
+        elif update.deleted:
+            log.info("LabWorker %s: %s; removed from etcd", key, decision.summary)
+            return Result.done()
+        elif update.written:
+            self._log_written(key, previous_phase, decision, update.conflicts)
+        if observation.transient_error is not None and not decision.changed and not decision.stale:
+            raise ReconcileError(
+                f"LabWorker {key}: provider call failed transiently: "
+                f"{observation.transient_error}; retrying with backoff"
+            )
+        return self._result(decision)
+
+    def _log_written(
+        self, key: str, previous: Phase | None, decision: Decision, conflicts: int
+    ) -> None:
+        retried = f" (after {conflicts} write conflicts)" if conflicts else ""
+        if decision.phase is Phase.FAILED and previous is not Phase.FAILED:
+            next_step = (
+                f"teardown is retried in {self.intervals.teardown_retry:g}s"
+                if previous is Phase.TERMINATING
+                else "not retried until its spec changes or it is deleted"
+            )
+            log.warning("LabWorker %s: %s%s; %s", key, decision.summary, retried, next_step)
+        elif decision.phase != previous:
+            log.info("LabWorker %s: %s%s", key, decision.summary, retried)
+        else:
+            log.debug("LabWorker %s: status updated: %s%s", key, decision.summary, retried)
+
+    def _result(self, decision: Decision) -> Result:
+        if decision.requeue_after is None:
+            return Result.done()
+        return Result.after(max(decision.requeue_after, self.intervals.next_step))

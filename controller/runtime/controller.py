@@ -1,0 +1,215 @@
+"""Controller: informer events → workqueue → N worker threads → reconcile(key).
+
+controller-runtime's semantics: a key queued many times is reconciled once; a key is never
+reconciled by two workers at once; failures retry with per-key exponential backoff under an
+overall rate limit; `Result.after(s)` requeues after a delay; a `TerminalError` is recorded
+and not retried. An exception that escapes a reconcile ("panic") is logged with the key,
+counted and retried: it never kills a worker thread.
+
+Every reconcile runs in a span (`reconcile <Kind>`) carrying the key, the attempt and the
+etcd revision of the change that queued it, and with the key bound into the log context so
+every log line inside it names its object and leads to its trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from controller.runtime.informer import EventKind, Informer, InformerEvent
+from controller.runtime.result import ReconcileError, Result, TerminalError
+from controller.runtime.workqueue import (
+    NOOP_WORKQUEUE_METRICS,
+    RateLimitingQueue,
+    ShutDown,
+    WorkqueueMetrics,
+    default_controller_rate_limiter,
+)
+from controller.storage import StorageError
+
+log = logging.getLogger("controller.runtime.controller")
+tracer = trace.get_tracer("controller.runtime")
+
+T = TypeVar("T")
+
+ReconcileFn = Callable[[str], Result]
+
+
+class ReconcileMetrics:
+    """What the controller reports; the default does nothing (observability plugs in)."""
+
+    def reconcile_finished(self, controller: str, result: str, seconds: float) -> None: ...
+    def reconcile_panic(self, controller: str) -> None: ...
+    def terminal_error(self, controller: str) -> None: ...
+    def active_workers_inc(self, controller: str) -> None: ...
+    def active_workers_dec(self, controller: str) -> None: ...
+
+
+@dataclass
+class ControllerOptions:
+    workers: int = 8
+    base_delay: float = 0.1
+    """First retry delay of a failing key; doubles per failure up to `max_delay`."""
+    max_delay: float = 300.0
+    qps: float = 50.0
+    """Overall retry rate limit (token bucket), shared by all keys."""
+    burst: int = 300
+    stuck_after: float = 600.0
+    """A reconcile running longer than this makes the controller report itself unhealthy."""
+    metrics: Any = field(default_factory=ReconcileMetrics)
+    workqueue_metrics: WorkqueueMetrics = NOOP_WORKQUEUE_METRICS
+
+
+class Controller(Generic[T]):
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        informer: Informer[T],
+        reconcile: ReconcileFn,
+        options: ControllerOptions | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.informer = informer
+        self.options = opts = options or ControllerOptions()
+        self._reconcile = reconcile
+        self.metrics = opts.metrics
+        self.queue: RateLimitingQueue[str] = RateLimitingQueue(
+            default_controller_rate_limiter(opts.base_delay, opts.max_delay, opts.qps, opts.burst),
+            name=name,
+            metrics=opts.workqueue_metrics,
+        )
+        self._trigger_revision: dict[str, int] = {}
+        self._threads: list[threading.Thread] = []
+        self.reconciles = 0
+        self.last_progress = time.monotonic()
+        informer.add_handler(self._on_event)
+
+    # -- event intake ----------------------------------------------------------------------
+
+    def _on_event(self, event: InformerEvent[T]) -> None:
+        if event.kind is not EventKind.RESYNC:
+            self._trigger_revision[event.key] = event.revision
+        self.queue.add(event.key)
+
+    def enqueue(self, key: str) -> None:
+        self.queue.add(key)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for i in range(self.options.workers):
+            t = threading.Thread(target=self._worker, name=f"{self.name}-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def shutdown(self, timeout: float) -> bool:
+        """Stop taking work and wait up to `timeout` for in-flight reconciles to finish."""
+        drained = self.queue.shut_down_with_drain(timeout)
+        deadline = time.monotonic() + max(0.0, timeout)
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return drained and not any(t.is_alive() for t in self._threads)
+
+    def healthy(self) -> tuple[bool, str]:
+        longest = self.queue.longest_running_processor_seconds()
+        if longest > self.options.stuck_after:
+            return False, f"a reconcile has been running for {longest:.0f}s (stuck?)"
+        return True, f"{self.reconciles} reconciles, queue depth {self.queue.len()}"
+
+    # -- the worker loop -------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while True:
+            try:
+                key = self.queue.get()
+            except ShutDown:
+                return
+            try:
+                self._process(key)
+            finally:
+                self.queue.done(key)
+
+    def _process(self, key: str) -> None:
+        attempt = self.queue.num_requeues(key) + 1
+        trigger = self._trigger_revision.pop(key, 0)
+        namespace, _, name = key.rpartition("/")
+        started = time.perf_counter()
+        self.metrics.active_workers_inc(self.name)
+        outcome = "success"
+        with (
+            tracer.start_as_current_span(
+                f"reconcile {self.kind}",
+                attributes={
+                    "controller": self.name,
+                    "key": key,
+                    "attempt": attempt,
+                    "trigger.revision": trigger,
+                },
+            ) as span,
+            structlog.contextvars.bound_contextvars(
+                key=key, namespace=namespace, name=name, attempt=attempt
+            ),
+        ):
+            try:
+                result = self._reconcile(key)
+                outcome = self._requeue(key, result)
+            except TerminalError as exc:
+                outcome = "error"
+                self.queue.forget(key)
+                self.metrics.terminal_error(self.name)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                log.error("%s %s: %s; not retrying until it changes", self.kind, key, exc)
+            except (ReconcileError, StorageError) as exc:
+                outcome = "error"
+                delay = self._retry(key)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                log.warning(
+                    "%s %s: reconcile failed (%s); retry %d in %.2fs",
+                    self.kind,
+                    key,
+                    exc,
+                    attempt,
+                    delay,
+                )
+            except Exception as exc:  # a bug: count it, keep the worker alive, retry later
+                outcome = "error"
+                delay = self._retry(key)
+                self.metrics.reconcile_panic(self.name)
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, repr(exc)))
+                log.exception(
+                    "%s %s: reconcile raised unexpectedly; retry %d in %.2fs",
+                    self.kind,
+                    key,
+                    attempt,
+                    delay,
+                )
+            span.set_attribute("result", outcome)
+        self.metrics.active_workers_dec(self.name)
+        self.metrics.reconcile_finished(self.name, outcome, time.perf_counter() - started)
+        self.reconciles += 1
+        self.last_progress = time.monotonic()
+
+    def _requeue(self, key: str, result: Result) -> str:
+        if result.requeue_after > 0:
+            self.queue.forget(key)
+            self.queue.add_after(key, result.requeue_after)
+            return "requeue_after"
+        if result.requeue:
+            self.queue.add_rate_limited(key)
+            return "requeue"
+        self.queue.forget(key)
+        return "success"
+
+    def _retry(self, key: str) -> float:
+        return self.queue.add_rate_limited(key)
