@@ -82,7 +82,13 @@ class BenchEtcd:
 
     def etcdctl(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[bytes]:
         env = {**os.environ, "ETCDCTL_API": "3"}
-        cmd = [ETCDCTL_BIN, f"--endpoints=http://{self.endpoint}", "--command-timeout=60s", *args]
+        cmd = [
+            ETCDCTL_BIN,
+            f"--endpoints=http://{self.endpoint}",
+            "--dial-timeout=10s",
+            "--command-timeout=60s",
+            *args,
+        ]
         return subprocess.run(cmd, capture_output=True, timeout=timeout, env=env, check=False)
 
     def healthy(self) -> bool:

@@ -18,6 +18,7 @@ from controller.labworker.policy import DEFAULT_INTERVALS
 from controller.labworker.provider import LabProvider
 from controller.labworker.reconciler import LabWorkerReconciler
 from controller.labworker.records import INDEXERS, LabWorkerRecord, decode_record
+from controller.labworker.traced import TracedProvider
 from controller.observability import (
     ControllerMetrics,
     HealthRegistry,
@@ -92,6 +93,7 @@ def build_app(settings: Settings, *, provider: LabProvider | None = None) -> App
                 else None,
             }
         provider = make_provider(settings.lab_provider, **sim)
+    provider = TracedProvider(provider, settings.lab_provider)
 
     hooks = InformerHooks(
         on_invalid=lambda key, reason: metrics.invalid_object(RESOURCE, reason),

@@ -18,6 +18,9 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import structlog
+from opentelemetry import trace
+
 from controller.labworker.decide import Decision, decide
 from controller.labworker.observation import Observation, observe
 from controller.labworker.policy import (
@@ -79,6 +82,15 @@ class LabWorkerReconciler:
             log.debug("LabWorker %s: gone; nothing to reconcile", key)
             return Result.done()
 
+        span = trace.get_current_span()
+        phase = worker.status.phase.value if worker.status.phase else "new"
+        span.set_attribute("phase.before", phase)
+        span.set_attribute("generation", worker.metadata.generation)
+        structlog.contextvars.bind_contextvars(
+            phase=phase,
+            generation=worker.metadata.generation,
+            resourceVersion=worker.metadata.resource_version,
+        )
         observation = observe(self.provider, worker)
         now = self.now()
         decision = self._decide(worker, observation, now)
@@ -138,6 +150,9 @@ class LabWorkerReconciler:
         if update.conflicts and self.on_conflicts is not None:
             self.on_conflicts(update.conflicts)
         previous_phase, decision = applied[-1]
+        span = trace.get_current_span()
+        span.set_attribute("conflict.retries", update.conflicts)
+        span.set_attribute("phase.after", decision.phase.value if decision.phase else "none")
         if decision.stale:
             log.debug("LabWorker %s: %s", key, decision.summary)
         elif update.deleted:

@@ -146,20 +146,20 @@ class Controller(Generic[T]):
         started = time.perf_counter()
         self.metrics.active_workers_inc(self.name)
         outcome = "success"
-        with (
-            tracer.start_as_current_span(
-                f"reconcile {self.kind}",
-                attributes={
-                    "controller": self.name,
-                    "key": key,
-                    "attempt": attempt,
-                    "trigger.revision": trigger,
-                },
-            ) as span,
-            structlog.contextvars.bound_contextvars(
+        with tracer.start_as_current_span(
+            f"reconcile {self.kind}",
+            attributes={
+                "controller": self.name,
+                "key": key,
+                "attempt": attempt,
+                "trigger.revision": trigger,
+            },
+        ) as span:
+            # A fresh log context per reconcile: nothing bound for the previous key leaks in.
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(
                 key=key, namespace=namespace, name=name, attempt=attempt
-            ),
-        ):
+            )
             try:
                 result = self._reconcile(key)
                 outcome = self._requeue(key, result)
@@ -195,6 +195,7 @@ class Controller(Generic[T]):
                     delay,
                 )
             span.set_attribute("result", outcome)
+            structlog.contextvars.clear_contextvars()
         self.metrics.active_workers_dec(self.name)
         self.metrics.reconcile_finished(self.name, outcome, time.perf_counter() - started)
         self.reconciles += 1

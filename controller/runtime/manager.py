@@ -83,9 +83,13 @@ class Manager:
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
 
+    def _probe_key(self) -> str:
+        """A key our etcd role may read: an RBAC-limited user gets 403 outside its prefix."""
+        return self.controllers[0].informer.prefix if self.controllers else "\0"
+
     def etcd_ready(self) -> tuple[bool, str]:
         try:
-            revision = self.client.revision(timeout=1.0)
+            revision = self.client.revision(self._probe_key(), timeout=1.0)
         except StorageError as exc:
             return False, f"etcd unreachable: {exc}"
         return True, f"etcd revision {revision}"
@@ -115,7 +119,7 @@ class Manager:
         delay = 0.5
         while not self._stop.is_set():
             try:
-                revision = self.client.revision(timeout=2.0)
+                revision = self.client.revision(self._probe_key(), timeout=2.0)
             except StorageError as exc:
                 log.warning(
                     "etcd not reachable at %s (%s); retrying in %.1fs",

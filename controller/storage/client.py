@@ -306,9 +306,12 @@ class EtcdClient:
         """The current endpoint's status (version, dbSize, leader, raftIndex, revision)."""
         return self.call("/maintenance/status", {}, timeout=timeout)
 
-    def revision(self, *, timeout: float | None = None) -> int:
-        """The cluster's current revision, by a linearizable read (proves a live quorum)."""
-        return self.range("\0", limit=1, keys_only=True, timeout=timeout).revision
+    def revision(self, key: str = "\0", *, timeout: float | None = None) -> int:
+        """The cluster's current revision, by a linearizable read (proves a live quorum).
+
+        `key` scopes the read: a user whose role covers only a prefix must probe inside it.
+        """
+        return self.range(key, count_only=True, timeout=timeout).revision
 
     # -- leases ----------------------------------------------------------------------------
 

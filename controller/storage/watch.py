@@ -95,7 +95,7 @@ def start_watch(
 ) -> WatchHandle:
     if start_revision <= 0:
         # "From now" must still be resumable: pin it to the current revision + 1.
-        start_revision = client.revision() + 1
+        start_revision = client.revision(key) + 1
     handle = WatchHandle(name, start_revision)
     thread = threading.Thread(
         target=_supervise,

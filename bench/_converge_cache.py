@@ -1,0 +1,90 @@
+"""Child process of bench/converge.py: the informer's memory and sync time for one fleet.
+
+It runs in a fresh interpreter per fleet size so that nothing the parent allocated (other
+fleets, freed-but-kept arenas) is counted: RSS is read after every import and the app are
+built, then after the cache has synced; the difference is what the cache costs.
+
+    python -m bench._converge_cache --endpoint 127.0.0.1:2379 --prefix /bench/x --expect 10000
+
+Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+if not __package__:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from controller import config
+from controller.labworker.app import build_app
+
+
+def vm_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--expect", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+
+    settings = config.load(
+        None,
+        environ={
+            "ETCD_ENDPOINTS": args.endpoint,
+            "ETCD_PREFIX": args.prefix,
+            "LAB_SIM_DELAY": "0",
+            "METRICS_PORT": "0",
+            "HEALTH_PORT": "0",
+        },
+    )
+    app = build_app(settings)
+    app.client.revision()  # connection pool warmed, as it is once the manager has checked etcd
+    gc.collect()
+    rss_before = vm_rss_bytes()
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    started = time.perf_counter()
+    app.informer.start()
+    synced = app.informer.wait_synced(args.timeout)
+    sync_seconds = time.perf_counter() - started
+    cached = len(app.informer.cache)
+
+    rss_after = vm_rss_bytes()
+    gc.collect()
+    rss_after_gc = vm_rss_bytes()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    app.informer.stop()
+    app.client.close()
+    print(
+        json.dumps(
+            {
+                "synced": synced,
+                "cached": cached,
+                "expected": args.expect,
+                "sync_seconds": sync_seconds,
+                "rss_before": rss_before,
+                "rss_after": rss_after,
+                "rss_after_gc": rss_after_gc,
+                "peak_before": peak_before,
+                "peak": peak,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Fleet data and the etcd server for bench/converge.py.
+
+Workers are made from manifests/samples/*.yaml exactly as `LabWorkerRepository.create` would
+store them (uid, creationTimestamp, generation 1, empty status), so the controller does the
+work a real `labctl apply` of a fleet would give it. Loading goes through `apply_batch`
+(128 puts per transaction, several threads): 100k workers load in seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench._etcd import ETCD_BIN, BenchEtcd, free_port
+from controller.repository import workers_prefix
+from controller.resources import LabWorker, LabWorkerStatus, now_rfc3339
+from controller.storage import MAX_BATCH_OPS, BatchPut, EtcdClient, EtcdStorageBackend
+from controller.storage.codec import prefix_range_end
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "manifests" / "samples"
+QUOTA_BYTES = 8 * 1024**3
+"""etcd's default 2 GiB quota is too small for several 100k-worker fleets and their history."""
+
+Document = dict[str, Any]
+
+
+def start_etcd(*, fsync: bool = False, timeout: float = 30.0) -> BenchEtcd:
+    """Debian's etcd with an 8 GiB backend quota (the storage bench's helper has none)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-converge-etcd-"))
+    client_url = f"http://127.0.0.1:{free_port()}"
+    peer_url = f"http://127.0.0.1:{free_port()}"
+    args = [
+        ETCD_BIN,
+        "--name", "bench",
+        "--data-dir", str(tmp / "data"),
+        "--listen-client-urls", client_url,
+        "--advertise-client-urls", client_url,
+        "--listen-peer-urls", peer_url,
+        "--initial-advertise-peer-urls", peer_url,
+        "--initial-cluster", f"bench={peer_url}",
+        "--initial-cluster-state", "new",
+        "--quota-backend-bytes", str(QUOTA_BYTES),
+        "--log-level", "error",
+        "--logger", "zap",
+    ]  # fmt: skip
+    if not fsync:
+        args.append("--unsafe-no-fsync")  # benchmark only: never in deployment
+    log = open(tmp / "etcd.log", "ab")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(args, stdout=log, stderr=log)
+    etcd = BenchEtcd(client_url.removeprefix("http://"), fsync, proc.pid, proc, tmp)
+    deadline = time.monotonic() + timeout
+    while not etcd.healthy():
+        if proc.poll() is not None:
+            raise RuntimeError(f"etcd exited with {proc.returncode}; see {tmp / 'etcd.log'}")
+        if time.monotonic() > deadline:
+            etcd.stop()
+            raise RuntimeError(f"etcd at {client_url} not healthy after {timeout:.0f}s")
+        time.sleep(0.1)
+    return etcd
+
+
+def _sample_documents() -> list[Document]:
+    """The samples as the repository would create them, all asked to become Ready."""
+    docs = []
+    for path in sorted(SAMPLES_DIR.glob("*.yaml")):
+        for raw in yaml.safe_load_all(path.read_text()):
+            if not raw:
+                continue
+            raw.setdefault("spec", {})["desiredPhase"] = "Ready"  # the bench waits for Ready
+            worker = LabWorker.model_validate(raw)
+            meta = worker.metadata.model_copy(
+                update={"creation_timestamp": now_rfc3339(), "generation": 1}
+            )
+            fresh = worker.model_copy(update={"metadata": meta, "status": LabWorkerStatus()})
+            docs.append(fresh.to_storage_dict())
+    if not docs:
+        raise RuntimeError(f"no LabWorker samples in {SAMPLES_DIR}")
+    return docs
+
+
+def new_fleet(count: int) -> Callable[[int], tuple[str, Document]]:
+    """`make(i)` → (key, document) of the i-th new worker, cycling through the samples."""
+    samples = [json.dumps(d) for d in _sample_documents()]
+
+    def make(i: int) -> tuple[str, Document]:
+        doc: Document = json.loads(samples[i % len(samples)])
+        return renamed(doc, i)
+
+    return make
+
+
+def replicas_of(template: Document) -> Callable[[int], tuple[str, Document]]:
+    """`make(i)` → copies of one (converged) stored worker under new names and uids."""
+    text = json.dumps(template)
+
+    def make(i: int) -> tuple[str, Document]:
+        return renamed(json.loads(text), i)
+
+    return make
+
+
+def renamed(doc: Document, i: int) -> tuple[str, Document]:
+    meta = doc["metadata"]
+    base = meta["name"].rsplit("-", 1)[0] if meta["name"][-1:].isdigit() else meta["name"]
+    meta["name"] = f"{base}-{i:06d}"
+    meta["uid"] = str(uuid.uuid4())
+    meta.pop("resourceVersion", None)
+    namespace = meta.setdefault("namespace", "default")
+    return f"{namespace}/{meta['name']}", doc
+
+
+def batches(count: int) -> Iterator[range]:
+    for start in range(0, count, MAX_BATCH_OPS):
+        yield range(start, min(start + MAX_BATCH_OPS, count))
+
+
+def load(
+    client: EtcdClient,
+    prefix: str,
+    count: int,
+    make: Callable[[int], tuple[str, Document]],
+    *,
+    threads: int = 4,
+) -> tuple[float, dict[str, int]]:
+    """Store `count` workers under `prefix` in 128-put transactions.
+
+    Returns (seconds, {key: mod_revision}): every put of one transaction shares its revision,
+    so the revisions are known without reading anything back.
+    """
+    backend = EtcdStorageBackend(client, workers_prefix(prefix))
+
+    def put(indices: range) -> dict[str, int]:
+        docs = [make(i) for i in indices]
+        revision = backend.apply_batch([BatchPut(key, doc) for key, doc in docs])
+        return {key: revision for key, _ in docs}
+
+    started = time.perf_counter()
+    revisions: dict[str, int] = {}
+    with ThreadPoolExecutor(threads) as pool:
+        for part in pool.map(put, batches(count)):
+            revisions.update(part)
+    return time.perf_counter() - started, revisions
+
+
+def drop(client: EtcdClient, prefix: str) -> None:
+    """Delete a finished stage's keys so the next stage's etcd is not the bigger for it."""
+    root = prefix.rstrip("/") + "/"
+    client.delete(root, prefix_range_end(root), timeout=120.0)
+
+
+def stored_phases(client: EtcdClient, prefix: str) -> tuple[dict[str, int], Document | None]:
+    """Phase counts straight from etcd (not the cache), and one stored document."""
+    counts: dict[str, int] = {}
+    sample: Document | None = None
+    for page, _ in client.iter_prefix(workers_prefix(prefix), page_size=5000):
+        for kv in page:
+            doc = json.loads(kv.value)
+            phase = (doc.get("status") or {}).get("phase") or "none"
+            counts[phase] = counts.get(phase, 0) + 1
+            if sample is None:
+                sample = doc
+    return counts, sample

@@ -1,0 +1,627 @@
+"""Controller convergence benchmark: how fast a fleet becomes Ready, and what it costs.
+
+Prints figures, ratios and targets; it never asserts on time (the machine is shared and
+noisy). Everything runs against one throwaway etcd (Debian's 3.4, 8 GiB quota,
+`--unsafe-no-fsync` unless --fsync) with the controller IN-PROCESS, built by `build_app`
+exactly as `labctl run` builds it, with the sim provider at LAB_SIM_DELAY=0: the figures are
+the controller's and etcd's, not a simulated cloud's.
+
+1. Convergence: N new workers (made from manifests/samples) loaded, then the controller
+   started; time until all N are Ready in the informer cache (what the controller sees),
+   confirmed by one listing of etcd. Beside it, the raw CAS ceiling: the storage facade
+   alone doing the same number of CAS writes with the same number of threads, so the
+   ratio says how much of etcd's write rate the controller turns into progress.
+2. Event → reconcile-start latency of spec changes written at a steady 100/s to a
+   converged fleet of 1,000.
+3. Memory per cached (converged) worker, and 4. time to a synced cache, each in a fresh
+   subprocess (bench/_converge_cache.py).
+
+    python -m bench.converge            # ~6 min: 1k and 10k, 8 and 16 workers, 2 rounds
+    python -m bench.converge --quick    # ~1 min: 1k only, 1 round, cache at 10k
+    python -m bench.converge --full     # adds the 100k convergence (~+4 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as `python bench/converge.py`: make the project root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import _converge_data as data
+from bench._etcd import BenchEtcd, etcd_version
+from controller import config
+from controller.labworker.app import App, build_app
+from controller.repository import LabWorkerRepository, split_key, workers_prefix
+from controller.resources import LabWorker
+from controller.storage import EtcdClient, EtcdStorageBackend, connect
+
+ROOT = "/bench-converge"
+READY = "Ready"
+LATENCY_RATE = 100.0
+LATENCY_FLEET = 1_000
+
+TARGET_RATIO = 0.7
+TARGET_P99_MS = 50.0
+TARGET_BYTES_PER_WORKER = 3 * 1024
+TARGET_SYNC_100K_S = 10.0
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so that stdout holds only the report."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def settings_for(endpoint: str, prefix: str, workers: int) -> config.Settings:
+    return config.load(
+        None,
+        environ={
+            "ETCD_ENDPOINTS": endpoint,
+            "ETCD_PREFIX": prefix,
+            "LAB_SIM_DELAY": "0",
+            "CONTROLLER_WORKERS": str(workers),
+            "METRICS_PORT": "0",
+            "HEALTH_PORT": "0",
+        },
+    )
+
+
+# -- 1. convergence ----------------------------------------------------------------------------
+
+
+@dataclass
+class Convergence:
+    n: int
+    workers: int
+    load_s: float = 0.0
+    sync_s: float = 0.0
+    """manager.run() → cache synced and workers started."""
+    converge_s: float = 0.0
+    """manager.run() → all N Ready in the cache."""
+    reconciles: int = 0
+    txns: int = 0
+    writes: int = 0
+    """Successful writes: the etcd revision advanced by exactly this much."""
+    conflicts: int = 0
+    per_worker: list[int] = field(default_factory=list)
+    ready_in_etcd: int = 0
+    phases_in_etcd: dict[str, int] = field(default_factory=dict)
+    raw_cas_per_s: float = 0.0
+    converged_doc: dict[str, Any] | None = None
+
+    @property
+    def reconciles_per_s(self) -> float:
+        return self.reconciles / self.converge_s
+
+    @property
+    def writes_per_s(self) -> float:
+        return self.writes / self.converge_s
+
+    @property
+    def ratio(self) -> float:
+        return self.writes_per_s / self.raw_cas_per_s if self.raw_cas_per_s else 0.0
+
+
+class Instrumented:
+    """Counters hooked into a built app: txns sent, reconciles per worker thread."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+        self.txns = 0
+        self.per_thread: Counter[str] = Counter()
+        app.client.request_hooks.append(self._on_request)
+        inner = app.controller._reconcile
+
+        def counted(key: str) -> Any:
+            name = threading.current_thread().name
+            self.per_thread[name] += 1  # one thread per name: no lost updates
+            return inner(key)
+
+        app.controller._reconcile = counted
+
+    def _on_request(self, method: str, _seconds: float, _error: BaseException | None) -> None:
+        if method.endswith("txn"):
+            with self._lock:
+                self.txns += 1
+
+    def conflicts(self) -> int:
+        value = self.app.registry.get_sample_value(
+            "controller_cas_conflicts_total", {"controller": "labworker"}
+        )
+        return int(value or 0)
+
+    def ready(self) -> int:
+        return len(self.app.informer.cache.index_keys("phase", READY))
+
+
+class RunningController:
+    """`manager.run()` on a thread, the way `labctl run` runs it on the main thread."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.thread = threading.Thread(target=app.manager.run, name="manager", daemon=True)
+
+    def start(self) -> float:
+        started = time.perf_counter()
+        self.thread.start()
+        return started
+
+    def stop(self) -> None:
+        self.app.manager.stop()
+        self.thread.join(60)
+        self.app.client.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(poll)
+
+
+def converge(
+    endpoint: str,
+    client: EtcdClient,
+    n: int,
+    workers: int,
+    tag: str,
+    *,
+    keep_running: bool = False,
+) -> tuple[Convergence, RunningController | None]:
+    prefix = f"{ROOT}/{tag}"
+    result = Convergence(n, workers)
+    result.load_s, _ = data.load(client, prefix, n, data.new_fleet(n))
+    app = build_app(settings_for(endpoint, prefix, workers))
+    probe = Instrumented(app)
+    runner = RunningController(app)
+    revision_before = client.revision()
+    started = runner.start()
+    timeout = 120 + n * 0.05
+    try:
+        wait_for(app.manager.started.is_set, timeout, "the controller to start")
+        result.sync_s = time.perf_counter() - started
+        wait_for(lambda: probe.ready() >= n, timeout, f"{n} workers Ready")
+        result.converge_s = time.perf_counter() - started
+    except TimeoutError:
+        runner.stop()
+        raise
+    result.reconciles = app.controller.reconciles
+    result.txns = probe.txns
+    result.conflicts = probe.conflicts()
+    result.writes = client.revision() - revision_before
+    result.per_worker = sorted(probe.per_thread.values())
+    result.phases_in_etcd, result.converged_doc = data.stored_phases(client, prefix)
+    result.ready_in_etcd = result.phases_in_etcd.get(READY, 0)
+    if keep_running:
+        return result, runner
+    runner.stop()
+    return result, None
+
+
+def raw_cas_rate(
+    client: EtcdClient, template: dict[str, Any], writes: int, threads: int, tag: str
+) -> float:
+    """The facade alone: `writes` CAS transactions from `threads` threads, no reads.
+
+    Each thread owns distinct keys (so no CAS ever conflicts) and writes them round-robin,
+    comparing the mod_revision its previous write returned; every value is a converged
+    worker's document, as big as the controller's status writes.
+    """
+    prefix = f"{ROOT}/{tag}"
+    keys_per_thread = 64
+    make = data.replicas_of(template)
+    _, revisions = data.load(client, prefix, keys_per_thread * threads, make)
+    backend = EtcdStorageBackend(client, workers_prefix(prefix))
+    docs = dict(make(i) for i in range(keys_per_thread * threads))
+    names = sorted(docs)
+    quotas = [writes // threads + (1 if t < writes % threads else 0) for t in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+
+    def run(t: int) -> None:
+        mine = names[t::threads]
+        barrier.wait()
+        for j in range(quotas[t]):
+            name = mine[j % len(mine)]
+            outcome = backend.cas(name, revisions[name], docs[name])
+            if not outcome.succeeded:
+                raise RuntimeError(f"raw CAS on {name} conflicted: another writer in the bench?")
+            revisions[name] = outcome.revision
+
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(run, t) for t in range(threads)]
+        barrier.wait()
+        started = time.perf_counter()
+        for f in futures:
+            f.result()
+        elapsed = time.perf_counter() - started
+    data.drop(client, prefix)
+    return writes / elapsed
+
+
+# -- 2. event → reconcile-start latency --------------------------------------------------------
+
+
+@dataclass
+class Latency:
+    writes: int
+    matched: int
+    rate: float
+    samples_ms: list[float]
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def event_latency(app: App, duration: float, rate: float) -> Latency:
+    """Spec writes at a steady `rate` to random workers; for each, the first reconcile that
+    sees it (cache revision ≥ the write's revision) starts `latency` after the write returned.
+    """
+    starts: dict[str, list[tuple[float, int]]] = {}
+    inner = app.controller._reconcile
+
+    def timed(key: str) -> Any:
+        now = time.perf_counter()
+        record = app.informer.get(key)
+        starts.setdefault(key, []).append((now, record.revision if record else 0))
+        return inner(key)
+
+    app.controller._reconcile = timed
+    repository: LabWorkerRepository = app.repository
+    keys = app.informer.cache.keys()
+    rng = random.Random(42)
+    written: list[tuple[str, int, float]] = []
+    count = int(duration * rate)
+    began = time.perf_counter()
+    for i in range(count):
+        due = began + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        key = rng.choice(keys)
+
+        def tag(worker: LabWorker, value: str = str(i)) -> None:
+            worker.spec.instance.tags["bench"] = value
+
+        update = repository.update_spec(*split_key(key), tag)
+        done = time.perf_counter()
+        assert update.worker is not None and update.worker.metadata.resource_version
+        written.append((key, int(update.worker.metadata.resource_version), done))
+    achieved = count / (time.perf_counter() - began)
+    wait_for(lambda: _all_seen(written, starts), 30, "reconciles of every bench write")
+    app.controller._reconcile = inner
+
+    samples = []
+    for key, revision, done in written:
+        first = next(t for t, seen in starts.get(key, ()) if seen >= revision)
+        samples.append((first - done) * 1000)
+    return Latency(count, len(samples), achieved, samples)
+
+
+def _all_seen(written: list[tuple[str, int, float]], starts: dict[str, list[tuple[float, int]]]) -> bool:
+    return all(any(seen >= rev for _, seen in starts.get(key, ())) for key, rev, _ in written)
+
+
+# -- 3 + 4. cache memory and sync time (subprocess) --------------------------------------------
+
+
+@dataclass
+class CacheFigures:
+    n: int
+    load_s: float
+    sync_s: float
+    bytes_per_worker: float
+    peak_bytes_per_worker: float
+    doc_bytes: int
+    cached: int
+
+
+def cache_figures(
+    endpoint: str, client: EtcdClient, template: dict[str, Any], n: int
+) -> CacheFigures:
+    prefix = f"{ROOT}/cache-{n}"
+    load_s, _ = data.load(client, prefix, n, data.replicas_of(template), threads=6)
+    log(f"  loaded {n:,} converged workers in {load_s:.1f}s; informer in a fresh process...")
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench._converge_cache",
+        "--endpoint",
+        endpoint,
+        "--prefix",
+        prefix,
+        "--expect",
+        str(n),
+    ]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=root, timeout=600, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cache child failed: {done.stderr.strip()[-2000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    data.drop(client, prefix)
+    doc_bytes = len(json.dumps(data.replicas_of(template)(0)[1], separators=(",", ":")))
+    return CacheFigures(
+        n=n,
+        load_s=load_s,
+        sync_s=out["sync_seconds"],
+        bytes_per_worker=(out["rss_after"] - out["rss_before"]) / n,
+        peak_bytes_per_worker=(out["peak"] - out["rss_before"]) / n,
+        doc_bytes=doc_bytes,
+        cached=out["cached"],
+    )
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def med(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
+    """Median, and the range when there were several rounds."""
+    text = fmt.format(med(values))
+    if len(values) > 1:
+        text += f" ({fmt.format(min(values))}–{fmt.format(max(values))})"
+    return text
+
+
+def print_table(rows: list[list[str]], right_from: int = 1) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+    def line(cells: list[str]) -> str:
+        return (
+            "| "
+            + " | ".join(
+                c.rjust(w) if i >= right_from else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
+
+    print(line(rows[0]))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows[1:]:
+        print(line(row))
+
+
+def print_convergence(results: dict[tuple[int, int], list[Convergence]]) -> None:
+    print("\n## 1. Convergence (new → Ready), LAB_SIM_DELAY=0, controller in-process\n")
+    rows = [
+        [
+            "N",
+            "workers",
+            "to all Ready s",
+            "of which sync s",
+            "reconciles/s",
+            "reconciles",
+            "writes",
+            "txns",
+            "conflicts",
+            "writes/s",
+            "raw CAS/s",
+            "ratio",
+            "per worker min–max",
+            "Ready in etcd",
+        ]
+    ]
+    for (n, w), runs in sorted(results.items()):
+        rows.append(
+            [
+                f"{n:,}",
+                str(w),
+                spread([r.converge_s for r in runs], "{:.2f}"),
+                spread([r.sync_s for r in runs], "{:.2f}"),
+                spread([r.reconciles_per_s for r in runs]),
+                f"{med([r.reconciles for r in runs]):,.0f}",
+                f"{med([r.writes for r in runs]):,.0f}",
+                f"{med([r.txns for r in runs]):,.0f}",
+                f"{med([r.conflicts for r in runs]):,.0f}",
+                spread([r.writes_per_s for r in runs]),
+                spread([r.raw_cas_per_s for r in runs]),
+                spread([r.ratio for r in runs], "{:.2f}"),
+                f"{runs[-1].per_worker[0]:,}–{runs[-1].per_worker[-1]:,}",
+                f"{min(r.ready_in_etcd for r in runs):,}/{n:,}",
+            ]
+        )
+    print_table(rows, right_from=1)
+    print(
+        "\nwrites = successful transactions (etcd revision delta); txns include lost CAS "
+        "(conflicts). raw CAS/s = the storage facade alone, same number of CAS writes and "
+        "threads, distinct keys, ~1 KB documents, no reads; ratio = controller writes/s ÷ raw "
+        "CAS/s. Ranges are min–max over rounds; per-worker reconciles from the last round."
+    )
+
+
+def print_latency(lat: Latency) -> None:
+    print(
+        f"\n## 2. Event → reconcile start, {LATENCY_FLEET:,} converged workers, spec writes "
+        f"at {lat.rate:.0f}/s\n"
+    )
+    rows = [
+        ["writes", "matched", "p50 ms", "p90 ms", "p99 ms", "max ms"],
+        [
+            f"{lat.writes:,}",
+            f"{lat.matched:,}",
+            f"{lat.pct(0.50):.1f}",
+            f"{lat.pct(0.90):.1f}",
+            f"{lat.pct(0.99):.1f}",
+            f"{max(lat.samples_ms):.1f}",
+        ],
+    ]
+    print_table(rows, right_from=0)
+    print(
+        "\nFrom just after the write's transaction returned (repository.update_spec) to the "
+        "start of the first reconcile whose cached copy has that write's revision."
+    )
+
+
+def print_cache(figs: list[CacheFigures]) -> None:
+    print("\n## 3–4. Informer cache of converged workers (fresh process per size)\n")
+    rows = [["cached workers", "stored doc B", "RSS/worker B", "peak/worker B", "list+sync s"]]
+    for f in figs:
+        rows.append(
+            [
+                f"{f.cached:,}",
+                f"{f.doc_bytes:,}",
+                f"{f.bytes_per_worker:,.0f}",
+                f"{f.peak_bytes_per_worker:,.0f}",
+                f"{f.sync_s:.2f}",
+            ]
+        )
+    print_table(rows, right_from=1)
+    print(
+        "\nRSS/worker = (VmRSS after sync − VmRSS before informer.start()) / N; peak = "
+        "(ru_maxrss − VmRSS before) / N, the transient high-water mark of the listing."
+    )
+
+
+def print_targets(
+    results: dict[tuple[int, int], list[Convergence]],
+    lat: Latency,
+    caches: list[CacheFigures],
+    default_workers: int,
+) -> None:
+    print("\n## Targets\n")
+    rows = [["figure", "measured", "target", "met"]]
+
+    def add(figure: str, value: float, shown: str, target: str, ok: bool) -> None:
+        rows.append([figure, shown, target, "met" if ok else "NOT MET"])
+
+    for (n, w), runs in sorted(results.items()):
+        ratio = med([r.ratio for r in runs])
+        add(
+            f"controller writes/s ÷ raw CAS/s, {n:,} workers, {w} threads",
+            ratio,
+            f"{ratio:.2f}",
+            f"≥ {TARGET_RATIO}",
+            ratio >= TARGET_RATIO,
+        )
+    p99 = lat.pct(0.99)
+    add("event → reconcile start p99 at 100 writes/s", p99, f"{p99:.1f} ms", "< 50 ms", p99 < TARGET_P99_MS)
+    for f in caches:
+        add(
+            f"cache memory per worker at {f.cached:,}",
+            f.bytes_per_worker,
+            f"{f.bytes_per_worker:,.0f} B",
+            "< 3 KB (3,072 B)",
+            f.bytes_per_worker < TARGET_BYTES_PER_WORKER,
+        )
+    big = [f for f in caches if f.n >= 100_000]
+    for f in big:
+        add(
+            f"start → cache synced, {f.cached:,} workers",
+            f.sync_s,
+            f"{f.sync_s:.2f} s",
+            "< 10 s",
+            f.sync_s < TARGET_SYNC_100K_S,
+        )
+    print_table(rows, right_from=1)
+    _ = default_workers
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="1k only, one round, cache at 10k")
+    mode.add_argument("--full", action="store_true", help="also converge 100k workers")
+    parser.add_argument("--rounds", type=int, help="convergence rounds (default 2; --quick 1)")
+    parser.add_argument(
+        "--workers", default="8,16", help="CONTROLLER_WORKERS values to run (default 8,16)"
+    )
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--fsync", action="store_true", help="let etcd fsync (slower, real)")
+    args = parser.parse_args(argv)
+
+    sizes = [1_000] if args.quick else [1_000, 10_000] + ([100_000] if args.full else [])
+    cache_sizes = [10_000] if args.quick else [10_000, 100_000]
+    rounds = args.rounds or (1 if args.quick else 2)
+    worker_counts = [int(w) for w in args.workers.split(",")]
+
+    etcd = data.start_etcd(fsync=args.fsync)
+    client = connect([etcd.endpoint], pool_size=32, timeout=120.0)
+    try:
+        print("# Controller convergence benchmark (bench/converge.py)\n")
+        print(
+            f"- etcd {etcd_version()} at {etcd.endpoint}, single member, "
+            f"{'fsync on' if args.fsync else '--unsafe-no-fsync (benchmark only)'}, "
+            f"--quota-backend-bytes {data.QUOTA_BYTES // 1024**3} GiB"
+        )
+        print(
+            f"- Python {platform.python_version()}, {os.cpu_count()} CPUs (shared with etcd "
+            f"and the bench), LAB_SIM_DELAY=0, log level INFO (no handler: records dropped)"
+        )
+        print(f"- sizes {sizes}, workers {worker_counts}, {rounds} round(s)")
+
+        results: dict[tuple[int, int], list[Convergence]] = {}
+        latency: Latency | None = None
+        template: dict[str, Any] | None = None
+        for rnd in range(1, rounds + 1):
+            for n in sizes:
+                for w in worker_counts:
+                    want_latency = latency is None and n == LATENCY_FLEET and w == worker_counts[0]
+                    log(f"round {rnd}: converging {n:,} workers with {w} threads...")
+                    res, runner = converge(
+                        etcd.endpoint,
+                        client,
+                        n,
+                        w,
+                        f"c{n}-w{w}-r{rnd}",
+                        keep_running=want_latency,
+                    )
+                    log(
+                        f"  {res.converge_s:.2f}s, {res.reconciles} reconciles, {res.writes} "
+                        f"writes, {res.conflicts} conflicts; raw CAS ceiling..."
+                    )
+                    if runner is not None:
+                        log(f"  event latency: {args.latency_seconds:.0f}s at {LATENCY_RATE:.0f}/s")
+                        latency = event_latency(runner.app, args.latency_seconds, LATENCY_RATE)
+                        runner.stop()
+                    assert res.converged_doc is not None
+                    template = template or res.converged_doc
+                    res.raw_cas_per_s = raw_cas_rate(
+                        client, res.converged_doc, res.writes, w, f"raw-{n}-w{w}-r{rnd}"
+                    )
+                    log(f"  raw {res.raw_cas_per_s:,.0f} CAS/s → ratio {res.ratio:.2f}")
+                    data.drop(client, f"{ROOT}/c{n}-w{w}-r{rnd}")
+                    results.setdefault((n, w), []).append(res)
+
+        assert template is not None and latency is not None
+        caches = []
+        for n in cache_sizes:
+            log(f"cache: {n:,} converged workers")
+            caches.append(cache_figures(etcd.endpoint, client, template, n))
+
+        print_convergence(results)
+        print_latency(latency)
+        print_cache(caches)
+        print_targets(results, latency, caches, worker_counts[0])
+    finally:
+        client.close()
+        etcd.stop()
+
+
+if __name__ == "__main__":
+    main()
