@@ -18,6 +18,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,6 +32,29 @@ def vm_rss_bytes() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def object_bytes(records: list[tuple[str, Any]]) -> int:
+    """Median bytes of the objects one cached record owns alone: its key, the record, and
+    every field value not shared with another record (the phase string, say, is shared)."""
+    seen: dict[int, int] = {}
+    for _, record in records:
+        for name in getattr(type(record), "__slots__", ()):
+            value = getattr(record, name)
+            for item in value if isinstance(value, tuple) else (value,):
+                seen[id(item)] = seen.get(id(item), 0) + 1
+    sizes = []
+    for key, record in records:
+        size = sys.getsizeof(key) + sys.getsizeof(record)
+        for name in getattr(type(record), "__slots__", ()):
+            value = getattr(record, name)
+            if isinstance(value, tuple):
+                size += sys.getsizeof(value)
+            for item in value if isinstance(value, tuple) else (value,):
+                if seen[id(item)] == 1:
+                    size += sys.getsizeof(item)
+        sizes.append(size)
+    return sorted(sizes)[len(sizes) // 2] if sizes else 0
 
 
 def main() -> None:
@@ -62,6 +86,9 @@ def main() -> None:
     synced = app.informer.wait_synced(args.timeout)
     sync_seconds = time.perf_counter() - started
     cached = len(app.informer.cache)
+    keys = app.informer.cache.keys()[:200]
+    records = [(k, app.informer.cache.get(k)) for k in keys]
+    raw_sizes = sorted(len(getattr(r, "raw", b"")) for _, r in records)
 
     rss_after = vm_rss_bytes()
     gc.collect()
@@ -81,6 +108,8 @@ def main() -> None:
                 "rss_after_gc": rss_after_gc,
                 "peak_before": peak_before,
                 "peak": peak,
+                "record_object_bytes": object_bytes(records),
+                "raw_value_bytes": raw_sizes[len(raw_sizes) // 2] if raw_sizes else 0,
             }
         )
     )

@@ -160,6 +160,13 @@ class LabWorkerReconciler:
             return Result.done()
         elif update.written:
             self._log_written(key, previous_phase, decision, update.conflicts)
+            if (
+                decision.requeue_after is not None
+                and decision.requeue_after <= self.intervals.next_step
+            ):
+                # Our own write comes back as a watch event that requeues the key once the
+                # cache holds it; a timer now would race it and reconcile a stale copy.
+                return Result.done()
         if observation.transient_error is not None and not decision.changed and not decision.stale:
             raise ReconcileError(
                 f"LabWorker {key}: provider call failed transiently: "
