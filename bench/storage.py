@@ -493,7 +493,7 @@ def list_benchmark(
         if count != size:
             raise RuntimeError(f"etcd3-py listed {count}, expected {size}")
         row.add(wall, cpu, server1 - server0 if server0 is not None and server1 else None)
-        row.note = "one run: ~40x slower, noise does not matter"
+        row.note = "one run (too slow to repeat)"
     else:
         row.note = "skipped (~75 s at 100k; --full measures it)"
     rows.append(row)

@@ -19,10 +19,11 @@ import yaml
 from pydantic import ValidationError
 
 from controller import config
+from controller.observability import configure_logging
 from controller.repository import LabWorkerRepository
 from controller.resources import LabWorker, Phase, parse_timestamp, validation_errors
 from controller.resources.selector import SelectorError
-from controller.storage import EtcdClient, StorageError, connect
+from controller.storage import StorageError
 
 RESOURCE_NAMES = {"labworker", "labworkers", "lw", "labworker.lab.neuroglia.io"}
 GROUP = "labworker.lab.neuroglia.io"
@@ -45,19 +46,7 @@ def _add_connection_args(parser: argparse.ArgumentParser) -> None:
 
 def _repository(args: argparse.Namespace) -> LabWorkerRepository:
     settings = config.load(args)
-    return LabWorkerRepository.for_prefix(_client(settings), settings.etcd_prefix)
-
-
-def _client(settings: config.Settings) -> EtcdClient:
-    return connect(
-        settings.etcd_endpoints,
-        ca_cert=settings.etcd_ca_cert,
-        cert=settings.etcd_cert,
-        key=settings.etcd_key,
-        username=settings.etcd_username,
-        password=settings.etcd_password,
-        timeout=settings.etcd_timeout,
-    )
+    return LabWorkerRepository.for_prefix(config.etcd_client(settings), settings.etcd_prefix)
 
 
 # -- apply -----------------------------------------------------------------------------------
@@ -479,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "run":
+        # kubectl-style verbs speak through their exit code and `error:` lines only.
+        configure_logging("ERROR", "console", stream=sys.stderr)
     try:
         code = args.func(args)
     except (CliError, config.ConfigError) as exc:

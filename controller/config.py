@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from controller.storage import parse_endpoints
+from controller.storage import EtcdClient, connect, parse_endpoints
 
 
 @dataclass(frozen=True)
@@ -223,3 +223,17 @@ def load(
 
 def env_names() -> Sequence[str]:
     return [s.env for s in SETTINGS]
+
+
+def etcd_client(settings: Settings, *, pool_size: int = 32) -> EtcdClient:
+    """The etcd client these settings describe (nothing is contacted yet)."""
+    return connect(
+        settings.etcd_endpoints,
+        ca_cert=settings.etcd_ca_cert,
+        cert=settings.etcd_cert,
+        key=settings.etcd_key,
+        username=settings.etcd_username,
+        password=settings.etcd_password,
+        timeout=settings.etcd_timeout,
+        pool_size=pool_size,
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from controller.config import Settings
+from controller.config import Settings, etcd_client
 from controller.labworker.factory import make_provider
 from controller.labworker.policy import DEFAULT_INTERVALS
 from controller.labworker.provider import LabProvider
@@ -25,6 +25,7 @@ from controller.observability import (
     WorkqueueMetrics,
     configure_logging,
     new_registry,
+    start_otlp_metrics_export,
 )
 from controller.observability.server import HttpServer, start_observability_servers
 from controller.observability.tracing import configure_tracing, shutdown_tracing
@@ -33,7 +34,7 @@ from controller.resources import LabWorker
 from controller.runtime.controller import Controller, ControllerOptions
 from controller.runtime.informer import Informer, InformerHooks
 from controller.runtime.manager import Manager
-from controller.storage import EtcdClient, connect
+from controller.storage import EtcdClient
 
 log = logging.getLogger("controller.labworker.app")
 
@@ -61,16 +62,7 @@ def build_app(settings: Settings, *, provider: LabProvider | None = None) -> App
     registry = new_registry()
     metrics = ControllerMetrics(registry)
     health = HealthRegistry()
-    client = connect(
-        settings.etcd_endpoints,
-        ca_cert=settings.etcd_ca_cert,
-        cert=settings.etcd_cert,
-        key=settings.etcd_key,
-        username=settings.etcd_username,
-        password=settings.etcd_password,
-        timeout=settings.etcd_timeout,
-        pool_size=settings.controller_workers + 4,
-    )
+    client = etcd_client(settings, pool_size=settings.controller_workers + 4)
 
     def on_request(method: str, seconds: float, error: BaseException | None) -> None:
         metrics.etcd_request(
@@ -181,11 +173,14 @@ def run_controller(settings: Settings) -> int:
     log.info("starting lab resource controller", extra={"settings": settings.public()})
     app = build_app(settings)
     servers = start_servers(app)
+    metrics_export = start_otlp_metrics_export(app.registry)
     app.manager.install_signal_handlers()
     try:
         return app.manager.run()
     finally:
         for server in servers:
             server.stop()
+        if metrics_export is not None:
+            metrics_export.shutdown()
         shutdown_tracing()
         app.client.close()

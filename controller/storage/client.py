@@ -100,7 +100,7 @@ class EtcdClient:
 
     def _rotate_from(self, failed: int) -> None:
         with self._lock:
-            if self._current == failed:
+            if self._current == failed and len(self._addresses) > 1:
                 self._current = (failed + 1) % len(self._addresses)
                 log.warning(
                     "etcd endpoint %s unreachable; failing over to %s",
@@ -147,11 +147,13 @@ class EtcdClient:
         started = time.monotonic()
         # Fast path: the current endpoint answers; no retry machinery on the hot path.
         index = self._current
+        last: list[Unavailable] = []
         try:
             return self._endpoint(index).call(method, body, budget)
         except Unavailable as exc:
             if exc.maybe_applied and not idempotent:
                 raise
+            last.append(exc)
             self._rotate_from(index)
         deadline = started + budget
 
@@ -159,7 +161,6 @@ class EtcdClient:
             return isinstance(exc, Unavailable) and (idempotent or not exc.maybe_applied)
 
         def attempt() -> dict[str, Any]:
-            last: Unavailable | None = None
             for _ in range(len(self._addresses)):
                 index = self._current
                 remaining = deadline - time.monotonic()
@@ -170,16 +171,16 @@ class EtcdClient:
                 except Unavailable as exc:
                     if exc.maybe_applied and not idempotent:
                         raise
-                    last = exc
+                    last.append(exc)
                     self._rotate_from(index)
-            raise last or Unavailable(f"etcd {method}: deadline of {budget:.1f}s exceeded")
+            raise last[-1]
 
         def give_up(state: RetryCallState) -> dict[str, Any]:
-            exc = state.outcome.exception() if state.outcome else None
+            exc = last[-1]
             raise Unavailable(
                 f"etcd unavailable at {', '.join(self._addresses)} for {budget:.1f}s "
-                f"during {method}: {exc}",
-                maybe_applied=bool(getattr(exc, "maybe_applied", False)),
+                f"during {method} (last error: {exc})",
+                maybe_applied=any(e.maybe_applied for e in last),
             ) from exc
 
         remaining = max(0.0, deadline - time.monotonic())

@@ -234,7 +234,18 @@ def _transport_error(address: str, method: str, exc: requests.RequestException) 
     """Connection errors before the request was sent are safe to retry anywhere; others not."""
     not_sent = isinstance(exc, requests.ConnectTimeout) or _caused_by(exc, NewConnectionError)
     what = "could not connect" if not_sent else "connection failed"
-    return Unavailable(f"{address}: {what} during {method}: {exc}", maybe_applied=not not_sent)
+    return Unavailable(
+        f"{address}: {what} during {method}: {_short(exc)}", maybe_applied=not not_sent
+    )
+
+
+def _short(exc: BaseException) -> str:
+    """urllib3 nests the useful part ("[Errno 111] Connection refused") deep in a repr."""
+    text = str(exc)
+    marker = text.rfind("[Errno")
+    if marker >= 0:
+        return text[marker:].rstrip("')\" ")
+    return text
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

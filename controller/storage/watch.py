@@ -22,6 +22,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 from controller.storage.codec import as_int, encode_key
 from controller.storage.errors import Compacted, Unavailable
 from controller.storage.kv import EventType, KeyValue, WatchEvent
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from controller.storage.client import EtcdClient
 
 log = logging.getLogger("controller.storage.watch")
+tracer = trace.get_tracer("controller.storage")
 
 WatchCallback = Callable[[list[WatchEvent]], None]
 
@@ -182,7 +186,16 @@ def _run_stream(
         create["range_end"] = encode_key(range_end)
     if prev_kv:
         create["prev_kv"] = True
-    stream, address = client._open_stream({"create_request": create}, idle_timeout)
+    with tracer.start_as_current_span(
+        "etcd watch " + ("resume" if handle.restarts or handle.idle_reconnects else "start"),
+        kind=SpanKind.CLIENT,
+        attributes={
+            "db.system": "etcd",
+            "watch.name": handle.name,
+            "watch.start_revision": handle.next_revision,
+        },
+    ):
+        stream, address = client._open_stream({"create_request": create}, idle_timeout)
     handle._stream = stream
     try:
         if handle.cancelled:
