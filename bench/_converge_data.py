@@ -1,4 +1,4 @@
-"""Fleet data and the etcd server for bench/converge.py.
+"""Fleet data for bench/converge.py: making, loading, dropping and checking workers.
 
 Workers are made from manifests/samples/*.yaml exactly as `LabWorkerRepository.create` would
 store them (uid, creationTimestamp, generation 1, empty status), so the controller does the
@@ -9,8 +9,6 @@ work a real `labctl apply` of a fleet would give it. Loading goes through `apply
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,52 +18,14 @@ from typing import Any
 
 import yaml
 
-from bench._etcd import ETCD_BIN, BenchEtcd, free_port
 from controller.repository import workers_prefix
 from controller.resources import LabWorker, LabWorkerStatus, now_rfc3339
 from controller.storage import MAX_BATCH_OPS, BatchPut, EtcdClient, EtcdStorageBackend
 from controller.storage.codec import prefix_range_end
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "manifests" / "samples"
-QUOTA_BYTES = 8 * 1024**3
-"""etcd's default 2 GiB quota is too small for several 100k-worker fleets and their history."""
 
 Document = dict[str, Any]
-
-
-def start_etcd(*, fsync: bool = False, timeout: float = 30.0) -> BenchEtcd:
-    """Debian's etcd with an 8 GiB backend quota (the storage bench's helper has none)."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench-converge-etcd-"))
-    client_url = f"http://127.0.0.1:{free_port()}"
-    peer_url = f"http://127.0.0.1:{free_port()}"
-    args = [
-        ETCD_BIN,
-        "--name", "bench",
-        "--data-dir", str(tmp / "data"),
-        "--listen-client-urls", client_url,
-        "--advertise-client-urls", client_url,
-        "--listen-peer-urls", peer_url,
-        "--initial-advertise-peer-urls", peer_url,
-        "--initial-cluster", f"bench={peer_url}",
-        "--initial-cluster-state", "new",
-        "--quota-backend-bytes", str(QUOTA_BYTES),
-        "--log-level", "error",
-        "--logger", "zap",
-    ]  # fmt: skip
-    if not fsync:
-        args.append("--unsafe-no-fsync")  # benchmark only: never in deployment
-    log = open(tmp / "etcd.log", "ab")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen(args, stdout=log, stderr=log)
-    etcd = BenchEtcd(client_url.removeprefix("http://"), fsync, proc.pid, proc, tmp)
-    deadline = time.monotonic() + timeout
-    while not etcd.healthy():
-        if proc.poll() is not None:
-            raise RuntimeError(f"etcd exited with {proc.returncode}; see {tmp / 'etcd.log'}")
-        if time.monotonic() > deadline:
-            etcd.stop()
-            raise RuntimeError(f"etcd at {client_url} not healthy after {timeout:.0f}s")
-        time.sleep(0.1)
-    return etcd
 
 
 def _sample_documents() -> list[Document]:

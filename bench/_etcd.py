@@ -27,6 +27,7 @@ def free_port() -> int:
 
 
 def etcd_version() -> str:
+    """The local etcd binary's version (the bench reports the server's own when it can)."""
     out = subprocess.run([ETCD_BIN, "--version"], capture_output=True, text=True, check=False)
     first = out.stdout.splitlines()[0] if out.stdout else "unknown"
     return first.removeprefix("etcd Version: ").strip()

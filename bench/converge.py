@@ -44,7 +44,7 @@ if not __package__:  # run as `python bench/converge.py`: make the project root 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import _converge_data as data
-from bench._etcd import etcd_version
+from bench._converge_etcd import QUOTA_BYTES, ConvergeEtcd, etcd_version
 from controller import config
 from controller.labworker.app import App, build_app
 from controller.repository import LabWorkerRepository, split_key, workers_prefix
@@ -86,6 +86,39 @@ def settings_for(endpoint: str, prefix: str, workers: int) -> config.Settings:
 
 
 @dataclass
+class Cpu:
+    """CPU seconds spent meanwhile by this process (all threads) and by etcd."""
+
+    client: float
+    server: float
+
+    def per(self, count: int) -> str:
+        """ "client+server" milliseconds per operation."""
+        return f"{self.client / count * 1000:.2f}+{self.server / count * 1000:.2f}"
+
+
+class CpuMeter:
+    def __init__(self, etcd: ConvergeEtcd) -> None:
+        self.etcd = etcd
+        self._client = time.process_time()
+        self._server = etcd.cpu_seconds()
+
+    def read(self) -> Cpu:
+        return Cpu(time.process_time() - self._client, self.etcd.cpu_seconds() - self._server)
+
+
+@dataclass
+class RawCas:
+    writes: int
+    seconds: float
+    cpu: Cpu
+
+    @property
+    def writes_per_s(self) -> float:
+        return self.writes / self.seconds
+
+
+@dataclass
 class Convergence:
     n: int
     workers: int
@@ -102,7 +135,8 @@ class Convergence:
     per_worker: list[int] = field(default_factory=list)
     ready_in_etcd: int = 0
     phases_in_etcd: dict[str, int] = field(default_factory=dict)
-    raw_cas_per_s: float = 0.0
+    cpu: Cpu | None = None
+    raw: RawCas | None = None
     converged_doc: dict[str, Any] | None = None
 
     @property
@@ -112,6 +146,10 @@ class Convergence:
     @property
     def writes_per_s(self) -> float:
         return self.writes / self.converge_s
+
+    @property
+    def raw_cas_per_s(self) -> float:
+        return self.raw.writes_per_s if self.raw else 0.0
 
     @property
     def ratio(self) -> float:
@@ -178,7 +216,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: flo
 
 
 def converge(
-    endpoint: str,
+    etcd: ConvergeEtcd,
     client: EtcdClient,
     n: int,
     workers: int,
@@ -189,10 +227,11 @@ def converge(
     prefix = f"{ROOT}/{tag}"
     result = Convergence(n, workers)
     result.load_s, _ = data.load(client, prefix, n, data.new_fleet(n))
-    app = build_app(settings_for(endpoint, prefix, workers))
+    app = build_app(settings_for(etcd.endpoint, prefix, workers))
     probe = Instrumented(app)
     runner = RunningController(app)
     revision_before = client.revision()
+    cpu = CpuMeter(etcd)
     started = runner.start()
     timeout = 120 + n * 0.05
     try:
@@ -200,6 +239,7 @@ def converge(
         result.sync_s = time.perf_counter() - started
         wait_for(lambda: probe.ready() >= n, timeout, f"{n} workers Ready")
         result.converge_s = time.perf_counter() - started
+        result.cpu = cpu.read()
     except TimeoutError:
         runner.stop()
         raise
@@ -216,9 +256,14 @@ def converge(
     return result, None
 
 
-def raw_cas_rate(
-    client: EtcdClient, template: dict[str, Any], writes: int, threads: int, tag: str
-) -> float:
+def raw_cas(
+    etcd: ConvergeEtcd,
+    client: EtcdClient,
+    template: dict[str, Any],
+    writes: int,
+    threads: int,
+    tag: str,
+) -> RawCas:
     """The facade alone: `writes` CAS transactions from `threads` threads, no reads.
 
     Each thread owns distinct keys (so no CAS ever conflicts) and writes them round-robin,
@@ -247,13 +292,15 @@ def raw_cas_rate(
 
     with ThreadPoolExecutor(threads) as pool:
         futures = [pool.submit(run, t) for t in range(threads)]
+        cpu = CpuMeter(etcd)
         barrier.wait()
         started = time.perf_counter()
         for f in futures:
             f.result()
         elapsed = time.perf_counter() - started
+        used = cpu.read()
     data.drop(client, prefix)
-    return writes / elapsed
+    return RawCas(writes, elapsed, used)
 
 
 # -- 2. event → reconcile-start latency --------------------------------------------------------
@@ -601,14 +648,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     rounds = args.rounds or (1 if args.quick else 2)
     worker_counts = [int(w) for w in args.workers.split(",")]
 
-    etcd = data.start_etcd(fsync=args.fsync)
+    etcd = ConvergeEtcd(fsync=args.fsync)
     client = connect([etcd.endpoint], pool_size=32, timeout=120.0)
     try:
         print("# Controller convergence benchmark (bench/converge.py)\n")
         print(
             f"- etcd {etcd_version()} at {etcd.endpoint}, single member, "
             f"{'fsync on' if args.fsync else '--unsafe-no-fsync (benchmark only)'}, "
-            f"--quota-backend-bytes {data.QUOTA_BYTES // 1024**3} GiB"
+            f"--quota-backend-bytes {QUOTA_BYTES // 1024**3} GiB"
         )
         print(
             f"- Python {platform.python_version()}, {os.cpu_count()} CPUs (shared with etcd "
@@ -627,7 +674,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     want_latency = latency is None and n == LATENCY_FLEET and w == worker_counts[0]
                     log(f"round {rnd}: converging {n:,} workers with {w} threads...")
                     res, runner = converge(
-                        etcd.endpoint,
+                        etcd,
                         client,
                         n,
                         w,
@@ -644,8 +691,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         runner.stop()
                     assert res.converged_doc is not None
                     template = template or res.converged_doc
-                    res.raw_cas_per_s = raw_cas_rate(
-                        client, res.converged_doc, res.writes, w, f"raw-{n}-w{w}-r{rnd}"
+                    res.raw = raw_cas(
+                        etcd, client, res.converged_doc, res.writes, w, f"raw-{n}-w{w}-r{rnd}"
                     )
                     log(f"  raw {res.raw_cas_per_s:,.0f} CAS/s → ratio {res.ratio:.2f}")
                     data.drop(client, f"{ROOT}/c{n}-w{w}-r{rnd}")

@@ -35,7 +35,7 @@ from typing import Any
 if not __package__:  # run as `python bench/storage.py`: make the project root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._etcd import BenchEtcd, etcd_version
+from bench._etcd import BenchEtcd
 from bench.python_etcd3_worker import WORKLOADS, measure_cell, timed
 from controller.resources import LabWorker
 from controller.storage import (
@@ -573,9 +573,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def describe_machine(etcd: BenchEtcd, clients: dict[str, str]) -> Iterator[str]:
+def describe_machine(
+    etcd: BenchEtcd, server_version: str, clients: dict[str, str]
+) -> Iterator[str]:
     yield f"- machine: {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
-    yield f"- Python {platform.python_version()}, etcd {etcd_version()} at {etcd.endpoint}"
+    yield f"- Python {platform.python_version()}, etcd {server_version} at {etcd.endpoint}"
     if etcd.pid is None:
         yield "- etcd: existing server given by --endpoint (fsync as configured there)"
     elif etcd.fsync:
@@ -616,7 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = " ".join(["python -m bench.storage", *(sys.argv[1:] if argv is None else argv)])
         print(f"`{command}`")
         print()
-        for line in describe_machine(etcd, descriptions):
+        server_version = str(client.status().get("version", "?"))
+        for line in describe_machine(etcd, server_version, descriptions):
             print(line)
         for note in notes:
             print(f"- note: {note}")

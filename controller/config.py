@@ -53,6 +53,15 @@ def _port(text: str) -> int:
     return value
 
 
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
 def _choice(*options: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text.lower() not in options:
@@ -119,6 +128,15 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_float,
     ),
     Setting(
+        "LEADER_ELECT",
+        False,
+        "run as one of several replicas: only the elected leader reconciles, and its "
+        "writes are fenced",
+        _bool,
+    ),
+    Setting("LEADER_ELECTION_TTL", 15, "leader lease TTL, seconds (failover time)", _positive_int),
+    Setting("LEADER_ELECTION_ID", None, "this replica's identity (default hostname-pid)"),
+    Setting(
         "SHUTDOWN_GRACE",
         25.0,
         "SIGTERM: wait this long for in-flight reconciles, seconds",
@@ -153,6 +171,9 @@ class Settings:
     retry_base_delay: float
     retry_max_delay: float
     health_check_interval: float
+    leader_elect: bool
+    leader_election_ttl: int
+    leader_election_id: str | None
     shutdown_grace: float
 
     def __repr__(self) -> str:  # secrets never reach a log line through repr

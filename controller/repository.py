@@ -41,6 +41,7 @@ from controller.resources import (
 from controller.storage import (
     AlreadyExists,
     CasResult,
+    Compare,
     Conflict,
     EtcdStorageBackend,
     NotFound,
@@ -100,6 +101,8 @@ class LabWorkerRepository:
     def __init__(self, backend: EtcdStorageBackend, *, max_conflict_retries: int = 10) -> None:
         self.backend = backend
         self.max_conflict_retries = max_conflict_retries
+        self.status_guards: Callable[[], list[Compare]] | None = None
+        """Extra compares for every status write: a leader's fencing token (runtime.leader)."""
 
     @classmethod
     def for_prefix(cls, client: Any, prefix: str = DEFAULT_PREFIX) -> LabWorkerRepository:
@@ -211,7 +214,7 @@ class LabWorkerRepository:
                 )
             return draft
 
-        return self._update(namespace, name, apply, finalize=True, current=current)
+        return self._update(namespace, name, apply, finalize=True, current=current, fenced=True)
 
     def mark_for_deletion(self, namespace: str, name: str) -> UpdateResult:
         """kubectl-delete semantics: set deletionTimestamp; delete now if no finalizers.
@@ -242,6 +245,7 @@ class LabWorkerRepository:
         *,
         finalize: bool = False,
         current: LabWorker | None = None,
+        fenced: bool = False,
     ) -> UpdateResult:
         """`current`, when given (a cached copy), saves the read: a stale copy only costs
         one conflict, whose failed transaction returns the fresh object."""
@@ -251,6 +255,7 @@ class LabWorkerRepository:
         if current is None:
             raise NotFound(key)
         conflicts = 0
+        guards = self.status_guards() if fenced and self.status_guards else []
         retrying = Retrying(
             retry=retry_if_exception_type(_Retry),
             stop=stop_after_attempt(self.max_conflict_retries),
@@ -270,13 +275,13 @@ class LabWorkerRepository:
                         and not draft.metadata.finalizers
                     ):
                         try:
-                            self.backend.delete(key, version)
+                            self.backend.delete(key, version, guards=guards)
                             return UpdateResult(None, True, conflicts, deleted=True)
                         except Conflict as exc:
                             conflicts += 1
                             current = self._fresh(key, exc.current)
                             raise _Retry() from None
-                    result = self.backend.cas(key, version, draft.to_storage_dict())
+                    result = self.backend.cas(key, version, draft.to_storage_dict(), guards=guards)
                     if result.succeeded:
                         draft.metadata.resource_version = result.revision
                         return UpdateResult(draft, True, conflicts)

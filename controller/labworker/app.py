@@ -33,6 +33,7 @@ from controller.repository import LabWorkerRepository, workers_prefix
 from controller.resources import LabWorker
 from controller.runtime.controller import Controller, ControllerOptions
 from controller.runtime.informer import Informer, InformerHooks
+from controller.runtime.leader import LeaderElector
 from controller.runtime.manager import Manager
 from controller.storage import EtcdClient
 
@@ -130,12 +131,25 @@ def build_app(settings: Settings, *, provider: LabProvider | None = None) -> App
         ),
     )
     metrics.register_controller(CONTROLLER_NAME, settings.controller_workers)
-    metrics.leader_status(CONTROLLER_NAME, True)  # single active instance (no election yet)
+    elector = None
+    if settings.leader_elect:
+        elector = LeaderElector(
+            client,
+            f"{settings.etcd_prefix.rstrip('/')}/leader/{CONTROLLER_NAME}-controller",
+            identity=settings.leader_election_id,
+            ttl=settings.leader_election_ttl,
+            on_change=lambda leading: metrics.leader_status(CONTROLLER_NAME, leading),
+        )
+        repository.status_guards = elector.fence
+        metrics.leader_status(CONTROLLER_NAME, False)
+    else:
+        metrics.leader_status(CONTROLLER_NAME, True)  # the only instance
     manager = Manager(
         client,
         health=health,
         shutdown_grace=settings.shutdown_grace,
         watch_dead_after=settings.watch_dead_after,
+        elector=elector,
     )
     manager.add(controller)
     return App(

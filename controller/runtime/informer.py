@@ -98,7 +98,7 @@ class Informer(Generic[T]):
         indexers: Mapping[str, Callable[[T], list[str]]] | None = None,
         name: str = "informer",
         resync_period: float = 600.0,
-        page_size: int = 1000,
+        page_size: int = 5000,
         idle_timeout: float = 10.0,
         hooks: InformerHooks | None = None,
     ) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from controller.observability.health import HealthRegistry
 from controller.runtime.controller import Controller
+from controller.runtime.leader import LeaderElector
 from controller.storage import EtcdClient, StorageError
 
 log = logging.getLogger("controller.runtime.manager")
@@ -34,8 +35,13 @@ class Manager:
         shutdown_grace: float = 25.0,
         watch_dead_after: float = 60.0,
         on_stopped: Callable[[], None] | None = None,
+        elector: LeaderElector | None = None,
     ) -> None:
         self.client = client
+        self.elector = elector
+        self._exit_code = 0
+        if elector is not None:
+            elector.on_lost(self._leadership_lost)
         self.health = health or HealthRegistry()
         self.shutdown_grace = shutdown_grace
         self.watch_dead_after = watch_dead_after
@@ -50,8 +56,8 @@ class Manager:
         informer = controller.informer
 
         def watch_alive() -> tuple[bool, str]:
-            if not self.started.is_set():
-                return True, "starting"
+            if not informer.synced:
+                return True, "starting (initial list not finished)"
             return informer.watch_healthy(self.watch_dead_after)
 
         def synced() -> tuple[bool, str]:
@@ -99,12 +105,20 @@ class Manager:
         self.health.add_readiness("etcd", self.etcd_ready)
         if not self._wait_for_etcd():
             return 0
+        # Standbys sync their caches too: they are ready (serving metrics and health) and
+        # take over with a warm cache the moment they are elected.
         for c in self.controllers:
             c.informer.start()
         for c in self.controllers:
             while not c.informer.wait_synced(0.5):
                 if self._stop.is_set():
                     return self._shutdown()
+        if self.elector is not None:
+            log.info(
+                "campaigning for leadership on %s as %s", self.elector.key, self.elector.identity
+            )
+            if not self.elector.campaign(self._stop):
+                return self._shutdown()
         for c in self.controllers:
             c.start()
         self.started.set()
@@ -153,6 +167,16 @@ class Manager:
                 "(each write is one transaction: nothing is half-written)",
                 self.shutdown_grace,
             )
+        if self.elector is not None and self._exit_code == 0:
+            self.elector.resign()  # a standby takes over now, not after the lease TTL
         if self._on_stopped:
             self._on_stopped()
-        return 0
+        return self._exit_code
+
+    def _leadership_lost(self) -> None:
+        """Stop at once; exit non-zero so the orchestrator restarts us as a candidate.
+
+        Writes in flight are already refused by etcd (fencing), so stopping late is safe.
+        """
+        self._exit_code = 1
+        self._stop.set()

@@ -22,7 +22,7 @@ from typing import Any
 from controller.resources.selector import parse_selector
 from controller.storage.client import EtcdClient
 from controller.storage.codec import prefix_range_end
-from controller.storage.errors import AlreadyExists, Conflict, CorruptValue, InvalidRequest
+from controller.storage.errors import AlreadyExists, Conflict, CorruptValue, Fenced, InvalidRequest
 from controller.storage.kv import Compare, EventType, KeyValue, Op, RangeResult, WatchEvent
 from controller.storage.watch import WatchHandle
 
@@ -159,12 +159,12 @@ class EtcdStorageBackend:
             names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         return names
 
-    def list(self, name_prefix: str = "", *, page_size: int = 1000) -> list[Document]:
+    def list(self, name_prefix: str = "", *, page_size: int = 5000) -> list[Document]:
         """Every readable object; unreadable ones are reported (log + hooks) and skipped."""
         return self.list_with_revision(name_prefix, page_size=page_size)[0]
 
     def items(
-        self, name_prefix: str = "", *, page_size: int = 1000
+        self, name_prefix: str = "", *, page_size: int = 5000
     ) -> builtins.list[tuple[str, Document]]:
         """(name, object) pairs: the name is the key (prefix stripped), which callers must
         check against the object's own metadata — a value can be written under any key."""
@@ -179,7 +179,7 @@ class EtcdStorageBackend:
         return out
 
     def list_with_revision(
-        self, name_prefix: str = "", *, page_size: int = 1000
+        self, name_prefix: str = "", *, page_size: int = 5000
     ) -> tuple[builtins.list[Document], int]:
         """A consistent snapshot and its revision (watch from revision + 1 to miss nothing)."""
         docs: builtins.list[Document] = []
@@ -233,18 +233,30 @@ class EtcdStorageBackend:
             raise AlreadyExists(key, _first_kv(result.responses))
         return _stamped(value, result.revision)
 
-    def delete(self, name: str, expected_version: int | str | None = None) -> bool:
+    def delete(
+        self,
+        name: str,
+        expected_version: int | str | None = None,
+        *,
+        guards: Sequence[Compare] = (),
+    ) -> bool:
         """Delete; with `expected_version` only if unchanged since (raises Conflict otherwise).
 
+        `guards` are extra compares (a leader's fencing token); if one fails: Fenced.
         Returns False when there was nothing to delete.
         """
         key = self._make_key(name)
-        if expected_version is None:
+        if expected_version is None and not guards:
             return self.client.delete(key).deleted > 0
-        rev = version_of(expected_version)
-        result = self.client.txn([Compare.mod_revision(key, rev)], [Op.delete(key)], [Op.get(key)])
+        rev = version_of(expected_version) if expected_version is not None else None
+        compares = [*guards]
+        if rev is not None:
+            compares.append(Compare.mod_revision(key, rev))
+        result = self.client.txn(compares, [Op.delete(key)], [Op.get(key)])
         if not result.succeeded:
             current = _first_kv(result.responses)
+            if rev is None or (current is not None and current.mod_revision == rev):
+                raise Fenced(f"{key}: delete refused: the writer's fencing guard failed")
             if current is None:
                 return False
             raise Conflict(key, rev, current)
@@ -254,18 +266,31 @@ class EtcdStorageBackend:
         """One transaction: write `new_value` only if the key's mod_revision is unchanged."""
         return self.cas(name, expected_version, new_value).succeeded
 
-    def cas(self, name: str, expected_version: int | str, new_value: Document) -> CasResult:
+    def cas(
+        self,
+        name: str,
+        expected_version: int | str,
+        new_value: Document,
+        *,
+        guards: Sequence[Compare] = (),
+    ) -> CasResult:
         """`compare_and_swap` that also returns the current object on failure (same round trip).
 
-        `expected_version` 0 means "only if absent" (create).
+        `expected_version` 0 means "only if absent" (create). `guards` are extra compares in
+        the same transaction (a leader's fencing token): if the object is unchanged but the
+        write failed, a guard did, and `Fenced` is raised.
         """
         key = self._make_key(name)
         rev = version_of(expected_version)
         guard = Compare.absent(key) if rev == 0 else Compare.mod_revision(key, rev)
-        result = self.client.txn([guard], [Op.put(key, encode_document(new_value))], [Op.get(key)])
+        result = self.client.txn(
+            [guard, *guards], [Op.put(key, encode_document(new_value))], [Op.get(key)]
+        )
         if result.succeeded:
             return CasResult(True, result.revision, None)
         kv = _first_kv(result.responses)
+        if guards and (kv.mod_revision if kv else 0) == rev:
+            raise Fenced(f"{key}: write refused: the writer's fencing guard failed")
         if kv is None:
             return CasResult(False, 0, None)
         try:

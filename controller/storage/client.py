@@ -235,7 +235,7 @@ class EtcdClient:
         return kvs[0] if kvs else None
 
     def iter_prefix(
-        self, prefix: str, *, page_size: int = 1000, revision: int = 0, keys_only: bool = False
+        self, prefix: str, *, page_size: int = 5000, revision: int = 0, keys_only: bool = False
     ) -> Iterator[tuple[list[KeyValue], int]]:
         """Pages of a prefix, all read at ONE revision so the listing is a consistent snapshot.
 
@@ -254,7 +254,7 @@ class EtcdClient:
                 return
             start = page.kvs[-1].key + "\0"
 
-    def list_prefix(self, prefix: str, *, page_size: int = 1000) -> tuple[list[KeyValue], int]:
+    def list_prefix(self, prefix: str, *, page_size: int = 5000) -> tuple[list[KeyValue], int]:
         kvs: list[KeyValue] = []
         revision = 0
         for page, revision in self.iter_prefix(prefix, page_size=page_size):

@@ -95,3 +95,10 @@ class InvalidRequest(StorageError):
 
 class QuotaExceeded(StorageError):
     """etcd's backend quota is exhausted (NOSPACE alarm): writes fail until an operator acts."""
+
+
+class Fenced(StorageError):
+    """A leader-only write was refused: the writer's leadership (fencing token) is gone.
+
+    Nothing was written. The writer is no longer the leader and must stop writing.
+    """

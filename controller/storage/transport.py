@@ -17,8 +17,9 @@ from typing import Any
 
 import etcd3
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from controller.storage.errors import (
     AuthenticationFailed,
@@ -99,6 +100,13 @@ class Endpoint:
         session.mount("https://", adapter)
         self._session = session
         self._base = f"{'https' if creds.tls else 'http'}://{address}{API_PREFIX}"
+        self._path = API_PREFIX
+        probe = requests.Request("POST", self._base).prepare()
+        pool = adapter.get_connection_with_tls_context(
+            probe, session.verify, cert=session.cert or None
+        )
+        assert isinstance(pool, urllib3.HTTPConnectionPool)
+        self._pool = pool
         self._token: str | None = None
         self._auth_lock = threading.Lock()
 
@@ -119,16 +127,25 @@ class Endpoint:
                 raise AuthenticationFailed(f"{self.address}: {exc}") from None
 
     def _call_once(self, method: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        # Unary calls go straight to the urllib3 pool under etcd3-py's requests session
+        # (same sockets, same TLS context): requests' per-call machinery costs ~0.4 ms of
+        # CPU, more than etcd itself spends on a small txn.
         headers = self._headers(timeout)
         try:
-            resp = self._session.post(
-                self._base + method, data=json.dumps(body), headers=headers, timeout=timeout
+            resp = self._pool.urlopen(
+                "POST",
+                self._path + method,
+                body=json.dumps(body),
+                headers=headers,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                retries=False,
+                preload_content=True,
             )
-        except requests.RequestException as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _transport_error(self.address, method, exc) from None
-        if resp.status_code >= 400:
-            raise _status_error(self.address, method, resp)
-        result: dict[str, Any] = json.loads(resp.content)
+        if resp.status >= 400:
+            raise _error_from_body(self.address, method, resp.status, resp.data)
+        result: dict[str, Any] = json.loads(resp.data)
         return result
 
     # -- streams ---------------------------------------------------------------------------
@@ -230,9 +247,11 @@ class _TokenRejected(StorageError):
     """Internal: the auth token is missing/expired; the endpoint logs in again and retries."""
 
 
-def _transport_error(address: str, method: str, exc: requests.RequestException) -> Unavailable:
+def _transport_error(address: str, method: str, exc: BaseException) -> Unavailable:
     """Connection errors before the request was sent are safe to retry anywhere; others not."""
-    not_sent = isinstance(exc, requests.ConnectTimeout) or _caused_by(exc, NewConnectionError)
+    not_sent = isinstance(exc, requests.ConnectTimeout | ConnectTimeoutError) or _caused_by(
+        exc, NewConnectionError
+    )
     what = "could not connect" if not_sent else "connection failed"
     return Unavailable(
         f"{address}: {what} during {method}: {_short(exc)}", maybe_applied=not not_sent
@@ -267,13 +286,17 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
 
 
 def _status_error(address: str, method: str, resp: requests.Response) -> StorageError:
+    return _error_from_body(address, method, resp.status_code, resp.content)
+
+
+def _error_from_body(address: str, method: str, status: int, body: bytes) -> StorageError:
     try:
-        data = resp.json()
+        data = json.loads(body)
         message = str(data.get("error") or data.get("message") or data)
         code = int(data.get("code") or data.get("grpc_code") or 0)
-    except ValueError:
-        message, code = resp.text[:200], 0
-    return _grpc_error(address, method, code, message, resp.status_code)
+    except (ValueError, AttributeError):
+        message, code = body[:200].decode("utf-8", "replace"), 0
+    return _grpc_error(address, method, code, message, status)
 
 
 def _stream_error(address: str, method: str, err: dict[str, Any]) -> StorageError:

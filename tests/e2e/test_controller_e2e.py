@@ -270,3 +270,34 @@ def test_labctl_rejects_invalid_manifests_before_writing(etcd: EtcdProcess, tmp_
         etcd, "wait", "labworker/missing", "--for=phase=Ready", "--timeout=1s", check=False
     )
     assert res.returncode == 1 and "timed out" in res.stderr
+
+
+def test_two_replicas_with_leader_election_fail_over(etcd: EtcdProcess, tmp_path: Path) -> None:
+    election = {"LEADER_ELECT": "true", "LEADER_ELECTION_TTL": "3"}
+    first = ControllerProcess(etcd, tmp_path / "a", env_extra={**election, "LEADER_ELECTION_ID": "a"})
+    second = ControllerProcess(etcd, tmp_path / "b", env_extra={**election, "LEADER_ELECTION_ID": "b"})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        apply(etcd, [worker_manifest(f"h{i}") for i in range(10)])
+        first.start().wait_ready()
+        wait_until(lambda: all_in_phase(etcd, "Ready", 10), timeout=60, what="10 Ready")
+        second.start()
+
+        def leader_status(ctl: ControllerProcess) -> float:
+            for line in ctl.get("/metrics")[1].splitlines():
+                if line.startswith("leader_election_master_status{"):
+                    return float(line.rsplit(" ", 1)[1])
+            return -1.0
+
+        wait_until(lambda: leader_status(second) == 0.0, what="the second replica standing by")
+        assert leader_status(first) == 1.0
+        first.kill()  # SIGKILL: no resignation; the standby waits out the lease TTL
+        apply(etcd, [worker_manifest(f"h{i}") for i in range(10, 15)])
+        wait_until(lambda: all_in_phase(etcd, "Ready", 15), timeout=90,
+                   what="the standby taking over and converging new workers")
+        assert leader_status(second) == 1.0
+        assert second.terminate() == 0
+    finally:
+        first.kill()
+        second.kill()

@@ -284,7 +284,7 @@ def test_oci_labels_match_the_project() -> None:
         assert prefix + key in labels, f"missing label {prefix}{key}"
     assert labels[prefix + "version"] == "${VERSION}"
     assert args["VERSION"] == _project_version(), "bump the Dockerfile VERSION with pyproject"
-    assert labels[prefix + "licenses"] == _pyproject()["project"]["license"]["text"]
+    assert labels[prefix + "licenses"] == _pyproject()["project"]["license"]
 
 
 def test_copy_sources_are_in_the_build_context() -> None:
@@ -489,11 +489,13 @@ def test_k8s_images_are_pinned_and_ours_carries_the_project_version() -> None:
     assert all(i["newTag"] == _project_version() for i in own)
 
 
-def test_k8s_controller_is_a_single_replica_replaced_not_rolled() -> None:
-    # No leader election yet: two controllers must never run at once, even during a rollout.
+def test_k8s_controller_replicas_elect_a_leader() -> None:
+    # More than one replica is only safe with leader election (fenced writes) switched on.
     spec = _controller_deployment()["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"]["type"] == "Recreate"
+    config = yaml.safe_load((KUBERNETES / "configmap.yaml").read_text())["data"]
+    assert spec["replicas"] == 1 or config.get("LEADER_ELECT") == "true"
+    if spec["strategy"]["type"] == "RollingUpdate":
+        assert config.get("LEADER_ELECT") == "true"
 
 
 def test_k8s_probes_hit_the_health_server() -> None:

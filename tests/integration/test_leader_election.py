@@ -1,0 +1,84 @@
+"""Leader election with fencing against a real etcd: one leader, fast handover, and a
+stale leader's writes refused by etcd itself."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from controller.repository import LabWorkerRepository
+from controller.resources import LabWorker
+from controller.runtime.leader import LeaderElector
+from controller.storage import Fenced, connect
+from tests.etcdproc import EtcdProcess, wait_until
+
+KEY = "/lab-resource-manager/leader/labworker-controller"
+
+
+def worker() -> LabWorker:
+    return LabWorker.model_validate({"metadata": {"name": "w"}, "spec": {"labTrack": "ccna"}})
+
+
+def test_one_leader_then_handover_on_resign(etcd: EtcdProcess) -> None:
+    a = LeaderElector(connect(etcd.endpoint), KEY, identity="a", ttl=5)
+    b = LeaderElector(connect(etcd.endpoint), KEY, identity="b", ttl=5)
+    stop = threading.Event()
+    assert a.campaign(stop)
+    b_won = threading.Event()
+    t = threading.Thread(target=lambda: b.campaign(stop) and b_won.set())
+    t.start()
+    try:
+        assert not b_won.wait(1.5)  # a leads; b stands by
+        assert a.is_leader and not b.is_leader
+        first_token = a.token
+        a.resign()
+        assert b_won.wait(10), "the standby takes over as soon as the leader resigns"
+        assert b.is_leader and b.token > first_token
+        assert etcd.get_raw(KEY) == b"b"
+    finally:
+        stop.set()
+        t.join(10)
+        b.resign()
+
+
+def test_a_stale_leader_is_fenced_after_its_lease_expires(etcd: EtcdProcess) -> None:
+    client = connect(etcd.endpoint)
+    repo = LabWorkerRepository.for_prefix(client)
+    repo.create(worker())
+    old = LeaderElector(client, KEY, identity="old", ttl=2)
+    stop = threading.Event()
+    assert old.campaign(stop)
+    repo.status_guards = old.fence
+
+    def bump(w: LabWorker) -> None:
+        w.status.hosted_labs += 1
+
+    assert repo.update_status("default", "w", bump).written  # the leader may write
+    # The old leader stalls (as in a long GC pause): its lease is no longer kept alive.
+    assert old._keeper is not None
+    old._keeper._stop.set()
+    wait_until(lambda: etcd.get_raw(KEY) is None, timeout=15, what="the lease to expire")
+    new = LeaderElector(connect(etcd.endpoint), KEY, identity="new", ttl=5)
+    assert new.campaign(stop)
+    # The stale leader wakes up and writes: etcd refuses, nothing changes.
+    with pytest.raises(Fenced):
+        repo.update_status("default", "w", bump)
+    stored = repo.get("default", "w")
+    assert stored is not None and stored.status.hosted_labs == 1
+    # The new leader's writes go through.
+    repo.status_guards = new.fence
+    assert repo.update_status("default", "w", bump).written
+    new.resign()
+    old.resign()
+
+
+def test_losing_the_key_is_noticed(etcd: EtcdProcess) -> None:
+    client = connect(etcd.endpoint)
+    elector = LeaderElector(client, KEY, identity="x", ttl=5)
+    lost = threading.Event()
+    elector.on_lost(lost.set)
+    assert elector.campaign(threading.Event())
+    etcd.etcdctl("del", KEY)  # an operator (or a bug) removes the election key
+    assert lost.wait(10)
+    assert not elector.is_leader
