@@ -12,6 +12,8 @@ Prints one JSON object on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import gc
 import json
 import resource
@@ -27,11 +29,12 @@ from controller import config
 from controller.labworker.app import build_app
 
 
-def vm_rss_bytes() -> int:
+def proc_status_bytes(field: str) -> int:
+    """VmRSS (resident now) or VmHWM (resident high-water mark) of this process."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def object_bytes(records: list[tuple[str, Any]]) -> int:
@@ -78,8 +81,8 @@ def main() -> None:
     app = build_app(settings)
     app.client.revision()  # connection pool warmed, as it is once the manager has checked etcd
     gc.collect()
-    rss_before = vm_rss_bytes()
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_before = proc_status_bytes("VmRSS")
+    peak_before = proc_status_bytes("VmHWM")
 
     started = time.perf_counter()
     app.informer.start()
@@ -90,10 +93,15 @@ def main() -> None:
     records = [(k, app.informer.cache.get(k)) for k in keys]
     raw_sizes = sorted(len(getattr(r, "raw", b"")) for _, r in records)
 
-    rss_after = vm_rss_bytes()
+    rss_after = proc_status_bytes("VmRSS")
     gc.collect()
-    rss_after_gc = vm_rss_bytes()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_after_gc = proc_status_bytes("VmRSS")
+    rss_after_trim = rss_after_gc
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back: what is left is live
+        rss_after_trim = proc_status_bytes("VmRSS")
+    peak = proc_status_bytes("VmHWM")
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     app.informer.stop()
     app.client.close()
     print(
@@ -106,8 +114,10 @@ def main() -> None:
                 "rss_before": rss_before,
                 "rss_after": rss_after,
                 "rss_after_gc": rss_after_gc,
+                "rss_after_trim": rss_after_trim,
                 "peak_before": peak_before,
                 "peak": peak,
+                "ru_maxrss": maxrss,
                 "record_object_bytes": object_bytes(records),
                 "raw_value_bytes": raw_sizes[len(raw_sizes) // 2] if raw_sizes else 0,
             }

@@ -112,9 +112,11 @@ def load(
 
 
 def drop(client: EtcdClient, prefix: str) -> None:
-    """Delete a finished stage's keys so the next stage's etcd is not the bigger for it."""
+    """Delete a finished stage's keys and compact the history, so that later stages do not
+    run against a bigger etcd than earlier ones did."""
     root = prefix.rstrip("/") + "/"
-    client.delete(root, prefix_range_end(root), timeout=120.0)
+    revision = client.delete(root, prefix_range_end(root), timeout=120.0).revision
+    client.compact(revision)
 
 
 def stored_phases(client: EtcdClient, prefix: str) -> tuple[dict[str, int], Document | None]:

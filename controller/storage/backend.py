@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.resources.selector import parse_selector
+from controller.storage.bulk import gc_paused
 from controller.storage.client import EtcdClient
 from controller.storage.codec import prefix_range_end
 from controller.storage.errors import AlreadyExists, Conflict, CorruptValue, Fenced, InvalidRequest
@@ -169,13 +170,14 @@ class EtcdStorageBackend:
         """(name, object) pairs: the name is the key (prefix stripped), which callers must
         check against the object's own metadata — a value can be written under any key."""
         out: builtins.list[tuple[str, Document]] = []
-        for page, _ in self.client.iter_prefix(self.prefix + name_prefix, page_size=page_size):
-            for kv in page:
-                name = self._name_of(kv.key)
-                try:
-                    out.append((name, decode_document(kv, name)))
-                except CorruptValue as err:
-                    self._report_corrupt(err)
+        with gc_paused():
+            for page, _ in self.client.iter_prefix(self.prefix + name_prefix, page_size=page_size):
+                for kv in page:
+                    name = self._name_of(kv.key)
+                    try:
+                        out.append((name, decode_document(kv, name)))
+                    except CorruptValue as err:
+                        self._report_corrupt(err)
         return out
 
     def list_with_revision(
@@ -185,8 +187,9 @@ class EtcdStorageBackend:
         docs: builtins.list[Document] = []
         revision = 0
         pages = self.client.iter_prefix(self.prefix + name_prefix, page_size=page_size)
-        for page, revision in pages:
-            docs.extend(self._decode_page(page))
+        with gc_paused():
+            for page, revision in pages:
+                docs.extend(self._decode_page(page))
         return docs, revision
 
     def list_with_labels(self, selector: str) -> builtins.list[Document]:
