@@ -16,7 +16,6 @@ import contextlib
 import ctypes
 import gc
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -101,7 +100,6 @@ def main() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back: what is left is live
         rss_after_trim = proc_status_bytes("VmRSS")
     peak = proc_status_bytes("VmHWM")
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     app.informer.stop()
     app.client.close()
     print(
@@ -117,7 +115,6 @@ def main() -> None:
                 "rss_after_trim": rss_after_trim,
                 "peak_before": peak_before,
                 "peak": peak,
-                "ru_maxrss": maxrss,
                 "record_object_bytes": object_bytes(records),
                 "raw_value_bytes": raw_sizes[len(raw_sizes) // 2] if raw_sizes else 0,
             }

@@ -145,16 +145,23 @@ class EtcdClient:
         self, method: str, body: dict[str, Any], budget: float, idempotent: bool
     ) -> dict[str, Any]:
         started = time.monotonic()
-        # Fast path: the current endpoint answers; no retry machinery on the hot path.
-        index = self._current
         last: list[Unavailable] = []
-        try:
-            return self._endpoint(index).call(method, body, budget)
-        except Unavailable as exc:
-            if exc.maybe_applied and not idempotent:
-                raise
-            last.append(exc)
-            self._rotate_from(index)
+
+        def try_current(timeout: float) -> dict[str, Any] | None:
+            index = self._current
+            try:
+                return self._endpoint(index).call(method, body, timeout)
+            except Unavailable as exc:
+                if exc.maybe_applied and not idempotent:
+                    raise
+                last.append(exc)
+                self._rotate_from(index)
+                return None
+
+        # Fast path: the current endpoint answers; no retry machinery on the hot path.
+        result = try_current(budget)
+        if result is not None:
+            return result
         deadline = started + budget
 
         def retryable(exc: BaseException) -> bool:
@@ -162,17 +169,12 @@ class EtcdClient:
 
         def attempt() -> dict[str, Any]:
             for _ in range(len(self._addresses)):
-                index = self._current
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                try:
-                    return self._endpoint(index).call(method, body, remaining)
-                except Unavailable as exc:
-                    if exc.maybe_applied and not idempotent:
-                        raise
-                    last.append(exc)
-                    self._rotate_from(index)
+                answer = try_current(remaining)
+                if answer is not None:
+                    return answer
             raise last[-1]
 
         def give_up(state: RetryCallState) -> dict[str, Any]:
