@@ -16,9 +16,9 @@ the controller's and etcd's, not a simulated cloud's.
 3. Memory per cached (converged) worker, and 4. time to a synced cache, each in a fresh
    subprocess (bench/_converge_cache.py).
 
-    python -m bench.converge            # ~6.5 min: 1k and 10k; 8 workers x 2 rounds, 16 x 1
+    python -m bench.converge            # ~7 min: 1k and 10k; 8 workers x 2 rounds, 16 x 1
     python -m bench.converge --quick    # ~1 min: 1k only, 1 round, cache at 10k
-    python -m bench.converge --full     # + 100k workers, 8 threads, 1 round: ~13 min more
+    python -m bench.converge --full     # + 100k workers, 8 threads, 1 round: ~18 min more
 
 The default configuration (CONTROLLER_WORKERS=8) runs twice and the tables show medians;
 other worker counts, and the 100k fleet, run once.
@@ -721,7 +721,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="1k only, one round, cache at 10k")
-    mode.add_argument("--full", action="store_true", help="also converge 100k workers")
+    mode.add_argument(
+        "--full", action="store_true", help="also converge 100k workers (~18 min more)"
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -730,7 +732,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--workers", default="8,16", help="CONTROLLER_WORKERS values to run (default 8,16)"
     )
-    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=20.0,
+        help="how long spec changes are written at 100/s (default 20)",
+    )
     parser.add_argument("--fsync", action="store_true", help="let etcd fsync (slower, real)")
     args = parser.parse_args(argv)
 
@@ -765,7 +772,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     if rnd > 1 and w != worker_counts[0]:
                         continue  # extra rounds only for the default configuration
                     if n >= 100_000 and (rnd > 1 or w != worker_counts[0]):
-                        continue  # ~13 min each: once, default configuration only
+                        continue  # ~18 min each: once, default configuration only
                     want_latency = latency is None and n == LATENCY_FLEET and w == worker_counts[0]
                     log(f"round {rnd}: converging {n:,} workers with {w} threads...")
                     res, runner = converge(

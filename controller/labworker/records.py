@@ -8,6 +8,7 @@ only when a worker actually reconciles it — a few microseconds next to an etcd
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,12 +57,13 @@ def decode_record(key: str, kv: KeyValue) -> LabWorkerRecord:
         raise InvalidObjectError(
             key, f"key-mismatch: key says {key}, metadata says {meta.namespace}/{meta.name}"
         )
+    # Interned: 100k workers share a handful of phases, tracks and labels; one copy each.
     return LabWorkerRecord(
         revision=kv.mod_revision,
         raw=kv.value,
-        phase=str(worker.status.phase.value) if worker.status.phase else "",
-        lab_track=worker.spec.lab_track,
-        labels=tuple(f"{k}={v}" for k, v in sorted(meta.labels.items())),
+        phase=sys.intern(worker.status.phase.value) if worker.status.phase else "",
+        lab_track=sys.intern(worker.spec.lab_track),
+        labels=tuple(sys.intern(f"{k}={v}") for k, v in sorted(meta.labels.items())),
     )
 
 

@@ -39,7 +39,7 @@ from controller.storage import (
     WatchEvent,
     WatchHandle,
 )
-from controller.storage.bulk import gc_paused
+from controller.storage.bulk import gc_paused, release_freed_memory
 
 log = logging.getLogger("controller.runtime.informer")
 
@@ -99,7 +99,7 @@ class Informer(Generic[T]):
         indexers: Mapping[str, Callable[[T], list[str]]] | None = None,
         name: str = "informer",
         resync_period: float = 600.0,
-        page_size: int = 5000,
+        page_size: int = 2000,
         idle_timeout: float = 10.0,
         hooks: InformerHooks | None = None,
     ) -> None:
@@ -214,6 +214,7 @@ class Informer(Generic[T]):
                     if obj is not None:
                         fresh[self._key(kv.key)] = obj
         gc.freeze()  # the cache is long-lived: keep it out of every future collection
+        release_freed_memory()
         with self._lock:
             previous = {k: self.cache.get(k) for k in self.cache.keys()} if self.synced else {}  # noqa: SIM118
             vanished = self.cache.replace(fresh)
