@@ -44,8 +44,13 @@ class BenchEtcd:
     _tmp: Path | None = None
 
     @classmethod
-    def start(cls, *, fsync: bool = False, timeout: float = 30.0) -> BenchEtcd:
-        """Debian's etcd on free loopback ports with a temp data dir; blocks until healthy."""
+    def start(
+        cls, *, fsync: bool = False, timeout: float = 30.0, quota_bytes: int | None = None
+    ) -> BenchEtcd:
+        """Debian's etcd on free loopback ports with a temp data dir; blocks until healthy.
+
+        `quota_bytes` raises the backend quota (default 2 GiB) for 100k-worker fleets.
+        """
         tmp = Path(tempfile.mkdtemp(prefix="bench-etcd-"))
         client_url = f"http://127.0.0.1:{free_port()}"
         peer_url = f"http://127.0.0.1:{free_port()}"
@@ -62,6 +67,8 @@ class BenchEtcd:
             "--log-level", "error",
             "--logger", "zap",
         ]  # fmt: skip
+        if quota_bytes:
+            args += ["--quota-backend-bytes", str(quota_bytes)]
         if not fsync:
             args.append("--unsafe-no-fsync")  # benchmark only: never in deployment
         log = open(tmp / "etcd.log", "ab")  # noqa: SIM115 - lives as long as the process

@@ -47,7 +47,7 @@ if not __package__:  # run as `python bench/converge.py`: make the project root 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import _converge_data as data
-from bench._converge_etcd import QUOTA_BYTES, ConvergeEtcd, etcd_version
+from bench._etcd import BenchEtcd, etcd_version
 from controller import config
 from controller.labworker.app import App, build_app
 from controller.repository import LabWorkerRepository, split_key, workers_prefix
@@ -56,6 +56,8 @@ from controller.runtime.informer import InformerEvent
 from controller.storage import EtcdClient, EtcdStorageBackend, connect
 
 ROOT = "/bench-converge"
+QUOTA_BYTES = 8 * 1024**3
+"""Several 100k-worker fleets and their history outgrow etcd's default 2 GiB quota."""
 READY = "Ready"
 LATENCY_RATE = 100.0
 LATENCY_FLEET = 1_000
@@ -101,7 +103,7 @@ class Cpu:
 
 
 class CpuMeter:
-    def __init__(self, etcd: ConvergeEtcd) -> None:
+    def __init__(self, etcd: BenchEtcd) -> None:
         self.etcd = etcd
         self._client = time.process_time()
         self._server = etcd.cpu_seconds()
@@ -233,7 +235,7 @@ def wait_idle(app: App, quiet: float = 0.3, timeout: float = 60.0) -> None:
 
 
 def converge(
-    etcd: ConvergeEtcd,
+    etcd: BenchEtcd,
     client: EtcdClient,
     n: int,
     workers: int,
@@ -274,7 +276,7 @@ def converge(
 
 
 def raw_cas(
-    etcd: ConvergeEtcd,
+    etcd: BenchEtcd,
     client: EtcdClient,
     template: dict[str, Any],
     writes: int,
@@ -747,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     worker_counts = [int(w) for w in args.workers.split(",")]
 
     began = time.monotonic()
-    etcd = ConvergeEtcd(fsync=args.fsync)
+    etcd = BenchEtcd.start(fsync=args.fsync, quota_bytes=QUOTA_BYTES)
     client = connect([etcd.endpoint], pool_size=32, timeout=120.0)
     try:
         print("# Controller convergence benchmark (bench/converge.py)\n")

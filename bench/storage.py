@@ -678,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 "\nclient CPU = this process's CPU time during the call (the rest of the wall "
                 "time is waiting for etcd); etcd CPU = the server's CPU over the same window "
-                "(only when the bench started etcd). (a) pages 1,000 keys per range request unless "
+                "(only when the bench started etcd). (a) pages 5,000 keys per range request (the facade default) unless "
                 "stated; "
                 "(b) and (c) read the prefix in one response; etcdctl is etcd's Go client."
             )
