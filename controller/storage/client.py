@@ -146,11 +146,14 @@ class EtcdClient:
     ) -> dict[str, Any]:
         started = time.monotonic()
         last: list[Unavailable] = []
+        # One hung member (SIGSTOPped, mid-election) must not eat the whole deadline: an
+        # attempt gets half of it, so the next endpoint still has time to answer.
+        per_attempt = budget if budget <= 1.0 else max(1.0, budget / 2)
 
         def try_current(timeout: float) -> dict[str, Any] | None:
             index = self._current
             try:
-                return self._endpoint(index).call(method, body, timeout)
+                return self._endpoint(index).call(method, body, min(timeout, per_attempt))
             except Unavailable as exc:
                 if exc.maybe_applied and not idempotent:
                     raise

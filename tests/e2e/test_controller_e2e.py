@@ -274,8 +274,12 @@ def test_labctl_rejects_invalid_manifests_before_writing(etcd: EtcdProcess, tmp_
 
 def test_two_replicas_with_leader_election_fail_over(etcd: EtcdProcess, tmp_path: Path) -> None:
     election = {"LEADER_ELECT": "true", "LEADER_ELECTION_TTL": "3"}
-    first = ControllerProcess(etcd, tmp_path / "a", env_extra={**election, "LEADER_ELECTION_ID": "a"})
-    second = ControllerProcess(etcd, tmp_path / "b", env_extra={**election, "LEADER_ELECTION_ID": "b"})
+    first = ControllerProcess(
+        etcd, tmp_path / "a", env_extra={**election, "LEADER_ELECTION_ID": "a"}
+    )
+    second = ControllerProcess(
+        etcd, tmp_path / "b", env_extra={**election, "LEADER_ELECTION_ID": "b"}
+    )
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     try:
@@ -294,8 +298,11 @@ def test_two_replicas_with_leader_election_fail_over(etcd: EtcdProcess, tmp_path
         assert leader_status(first) == 1.0
         first.kill()  # SIGKILL: no resignation; the standby waits out the lease TTL
         apply(etcd, [worker_manifest(f"h{i}") for i in range(10, 15)])
-        wait_until(lambda: all_in_phase(etcd, "Ready", 15), timeout=90,
-                   what="the standby taking over and converging new workers")
+        wait_until(
+            lambda: all_in_phase(etcd, "Ready", 15),
+            timeout=90,
+            what="the standby taking over and converging new workers",
+        )
         assert leader_status(second) == 1.0
         assert second.terminate() == 0
     finally:

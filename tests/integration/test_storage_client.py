@@ -201,7 +201,8 @@ def test_sigstopped_etcd_gives_unavailable_within_timeout(etcd: EtcdProcess) -> 
 def test_failover_to_next_member_when_first_is_killed(tmp_path: Path) -> None:
     members = start_cluster(tmp_path, 3)
     try:
-        client = connect([m.endpoint for m in members], timeout=5.0)
+        # Killing a member may cost an election (seconds on a loaded machine): allow for it.
+        client = connect([m.endpoint for m in members], timeout=15.0)
         client.put("/f/before", b"1")
         members[0].kill()
         for i in range(20):
