@@ -37,6 +37,9 @@ tracer = trace.get_tracer("controller.storage")
 
 WatchCallback = Callable[[list[WatchEvent]], None]
 
+_jitter = random.Random()
+"""Private: background threads must not disturb the global RNG other code seeds."""
+
 _BACKOFF_INITIAL = 0.05
 _BACKOFF_MAX = 2.0
 
@@ -158,7 +161,7 @@ def _supervise(
                 handle.next_revision,
                 backoff,
             )
-            if handle._stop.wait(backoff * (0.5 + random.random())):
+            if handle._stop.wait(backoff * (0.5 + _jitter.random())):
                 return
             backoff = min(backoff * 2, _BACKOFF_MAX)
     handle.connected = False
