@@ -105,7 +105,7 @@ class LabWorkerReconciler:
             log.debug("LabWorker %s: no change (%s)", key, decision.summary)
             return self._result(decision)
 
-        return self._write(key, worker, observation, now)
+        return self._write(key, worker, observation, now, decision)
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -123,13 +123,21 @@ class LabWorkerReconciler:
         return decide(worker, observation, now, self.timeouts, self.intervals)
 
     def _write(
-        self, key: str, worker: LabWorker, observation: Observation, now: datetime
+        self,
+        key: str,
+        worker: LabWorker,
+        observation: Observation,
+        now: datetime,
+        first: Decision,
     ) -> Result:
         namespace, name = split_key(key)
         applied: list[tuple[Phase | None, Decision]] = []
 
         def mutate(fresh: LabWorker) -> None:
-            decision = self._decide(fresh, observation, now)
+            # The first attempt works on a copy of `worker`, already decided; only the fresh
+            # object a lost CAS hands back needs a new decision.
+            unchanged = fresh.metadata.resource_version == worker.metadata.resource_version
+            decision = first if unchanged else self._decide(fresh, observation, now)
             applied.append((fresh.status.phase, decision))
             if decision.changed:
                 fresh.status = decision.status.model_copy(deep=True)

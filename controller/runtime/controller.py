@@ -101,9 +101,6 @@ class Controller(Generic[T]):
             self._trigger_revision[event.key] = event.revision
         self.queue.add(event.key)
 
-    def enqueue(self, key: str) -> None:
-        self.queue.add(key)
-
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -164,10 +164,6 @@ class Informer(Generic[T]):
             return False, f"watch disconnected for {silent:.0f}s (last error: {handle.last_error})"
         return True, f"watching from revision {handle.next_revision}"
 
-    @property
-    def watch_restarts(self) -> int:
-        return self._watch.restarts if self._watch else 0
-
     # -- the loop --------------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -14,7 +14,6 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -34,7 +33,6 @@ class Manager:
         health: HealthRegistry | None = None,
         shutdown_grace: float = 25.0,
         watch_dead_after: float = 60.0,
-        on_stopped: Callable[[], None] | None = None,
         elector: LeaderElector | None = None,
     ) -> None:
         self.client = client
@@ -46,7 +44,6 @@ class Manager:
         self.shutdown_grace = shutdown_grace
         self.watch_dead_after = watch_dead_after
         self.controllers: list[Controller[Any]] = []
-        self._on_stopped = on_stopped
         self._stop = threading.Event()
         self.started = threading.Event()
         """Set once caches are synced and workers run (tests and the CLI wait on it)."""
@@ -69,10 +66,6 @@ class Manager:
 
     def stop(self) -> None:
         self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:
@@ -169,8 +162,6 @@ class Manager:
             )
         if self.elector is not None and self._exit_code == 0:
             self.elector.resign()  # a standby takes over now, not after the lease TTL
-        if self._on_stopped:
-            self._on_stopped()
         return self._exit_code
 
     def _leadership_lost(self) -> None:

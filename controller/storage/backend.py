@@ -22,7 +22,6 @@ from typing import Any
 from controller.resources.selector import parse_selector
 from controller.storage.bulk import gc_paused
 from controller.storage.client import EtcdClient
-from controller.storage.codec import prefix_range_end
 from controller.storage.errors import AlreadyExists, Conflict, CorruptValue, Fenced, InvalidRequest
 from controller.storage.kv import Compare, EventType, KeyValue, Op, RangeResult, WatchEvent
 from controller.storage.watch import WatchHandle
@@ -389,9 +388,6 @@ class EtcdStorageBackend:
         except CorruptValue as err:
             self._report_corrupt(err)
             return StorageEvent("PUT", name, None, prev, ev.revision, err)
-
-    def range_end(self) -> str:
-        return prefix_range_end(self.prefix)
 
 
 def _first_kv(responses: Sequence[object]) -> KeyValue | None:

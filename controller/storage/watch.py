@@ -80,13 +80,6 @@ class WatchHandle:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def wait_stopped(self, timeout: float | None = None) -> bool:
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
 
 def start_watch(
     client: EtcdClient,
