@@ -147,6 +147,11 @@ class LeaderElector:
         if self.lost.is_set() or not self.token:
             return
         self.lost.set()
+        # Nothing left to guard: no thread (watch, keep-alive) outlives the leadership.
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._keeper is not None and not self._keeper.expired.is_set():
+            self._keeper.revoke()
         log.error(
             "leader election on %s: %s lost leadership (%s); its writes are fenced from now on",
             self.key,

@@ -61,7 +61,8 @@ class LeaseKeeper:
     def revoke(self) -> None:
         """Stop refreshing and delete the lease (and every key attached to it) now."""
         self._stop.set()
-        self._thread.join(5)
+        if self._thread is not threading.current_thread():
+            self._thread.join(5)
         try:
             self._client.lease_revoke(self.id)
         except StorageError as exc:
