@@ -1,27 +1,37 @@
 """`labctl`: run the controller, and kubectl-style verbs for LabWorkers stored in etcd.
 
 Exit codes a shell user can rely on: 0 success, 1 the operation failed (not found, invalid
-manifest, timeout, etcd unreachable), 2 bad usage. Errors go to stderr as `error: ...`.
+or unreadable manifest, an object invalid in etcd, timeout, etcd unreachable), 2 bad usage.
+Errors go to stderr as one `error: ...` line, never a traceback, whatever the input. A
+listing (`get` without a name, `wait --all`) skips objects that are invalid in etcd, exactly
+as the controller does, with one `warning: ...` line per key, and still exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, BinaryIO, NoReturn, TextIO
 
 import yaml
 from pydantic import ValidationError
 
 from controller import config
 from controller.observability import configure_logging
-from controller.repository import LabWorkerRepository
+from controller.repository import (
+    InvalidObject,
+    LabWorkerRepository,
+    WriteRefused,
+    storable_document,
+)
 from controller.resources import LabWorker, Phase, parse_timestamp, validation_errors
+from controller.resources.names import shorten
 from controller.resources.selector import SelectorError
 from controller.storage import StorageError
 
@@ -31,6 +41,16 @@ GROUP = "labworker.lab.neuroglia.io"
 
 class CliError(Exception):
     """An operation failed in a way the user should read; exit code 1."""
+
+
+_warned: set[str] = set()
+
+
+def _warn_invalid(err: InvalidObject) -> None:
+    """A listing skips an invalid object and says so once per key (wait polls the list)."""
+    if err.key not in _warned:
+        _warned.add(err.key)
+        print(f"warning: {err}; skipped (the controller ignores it too)", file=sys.stderr)
 
 
 # -- connection ----------------------------------------------------------------------------
@@ -51,15 +71,124 @@ def _repository(args: argparse.Namespace) -> LabWorkerRepository:
 
 # -- apply -----------------------------------------------------------------------------------
 
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+"""The most `apply` reads from one file or stdin. 10,000 workers are about 4 MiB of JSON; a
+larger input is a mistake (a log, a disk image) and would take minutes to parse."""
+MAX_MANIFEST_DEPTH = 100
+"""Nesting a manifest may have; a LabWorker needs 6 (8 inside a List). PyYAML's composer
+recurses once per level, so a 50,000-deep document would raise RecursionError."""
+MAX_MANIFEST_NODES = 1_000_000
+"""Nodes a document may expand to through YAML aliases: a 'billion laughs' document is a
+few hundred bytes whose aliases expand to 10^9 nodes for whatever walks the result."""
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that enforces MAX_MANIFEST_DEPTH and MAX_MANIFEST_NODES."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_MANIFEST_DEPTH:
+            mark = self.get_mark()
+            raise _TooComplex(
+                f"nested more than {MAX_MANIFEST_DEPTH} levels deep (at line {mark.line + 1})"
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+
+class _TooComplex(yaml.YAMLError):
+    pass
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the nodes and depth `root` has with every alias expanded, without expanding
+    them: an alias is the very node it names, so sizes are summed once per node."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, expanded depth)
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if children_done:
+            count = 1 + sum(sizes[id(c)][0] for c in children)
+            depth = 1 + max((sizes[id(c)][1] for c in children), default=0)
+            if count > MAX_MANIFEST_NODES:
+                raise _TooComplex(
+                    f"its aliases expand it to more than {MAX_MANIFEST_NODES} nodes "
+                    "(a 'billion laughs' document?)"
+                )
+            if depth > MAX_MANIFEST_DEPTH:
+                raise _TooComplex(f"its aliases nest it more than {MAX_MANIFEST_DEPTH} levels deep")
+            sizes[id(node)] = (count, depth)
+            open_nodes.discard(id(node))
+        elif id(node) in open_nodes:
+            mark = node.start_mark
+            raise _TooComplex(f"an alias at line {mark.line + 1} refers to a node that contains it")
+        elif id(node) not in sizes:
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's messages span lines and quote the input; this is one line."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        what = exc.problem or exc.context or "syntax error"
+        mark = exc.problem_mark or exc.context_mark
+        return f"{what} (line {mark.line + 1}, column {mark.column + 1})" if mark else what
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        return (
+            f"unacceptable character #x{exc.character:04x} at position {exc.position}: {exc.reason}"
+        )
+    return " ".join(str(exc).split())
+
+
+def _read_text(origin: str, stream: BinaryIO) -> str:
+    """At most MAX_MANIFEST_BYTES of UTF-8 text; never reads more (/dev/zero is a file too)."""
+    try:
+        data = stream.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise CliError(f"{origin}: cannot read it: {exc.strerror or exc}") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise CliError(
+            f"{origin}: larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB, the most "
+            "`labctl apply` reads from one file; split it into several files"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CliError(
+            f"{origin}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "manifests are YAML or JSON"
+        ) from None
+
 
 def _read_documents(source: str) -> Iterator[tuple[str, Any]]:
     """(origin, document) for every YAML/JSON document in a file, a directory, or stdin."""
     if source == "-":
-        yield from _parse_stream("<stdin>", sys.stdin.read())
+        yield from _parse_stream("<stdin>", _read_text("<stdin>", sys.stdin.buffer))
         return
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml", ".json"})
+        files = sorted(
+            p for p in path.iterdir() if p.suffix in {".yaml", ".yml", ".json"} and p.is_file()
+        )
         if not files:
             raise CliError(f"{source}: no .yaml, .yml or .json files in this directory")
     elif path.exists():
@@ -67,14 +196,21 @@ def _read_documents(source: str) -> Iterator[tuple[str, Any]]:
     else:
         raise CliError(f"{source}: no such file or directory")
     for f in files:
-        yield from _parse_stream(str(f), f.read_text())
+        try:
+            with f.open("rb") as stream:
+                text = _read_text(str(f), stream)
+        except OSError as exc:
+            raise CliError(f"{f}: cannot read it: {exc.strerror or exc}") from None
+        yield from _parse_stream(str(f), text)
 
 
 def _parse_stream(origin: str, text: str) -> Iterator[tuple[str, Any]]:
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=_ManifestLoader))
     except yaml.YAMLError as exc:
-        raise CliError(f"{origin}: not valid YAML/JSON: {exc}") from None
+        raise CliError(f"{origin}: not valid YAML/JSON: {_yaml_problem(exc)}") from None
+    except RecursionError:  # a recursive merge key chain; the loader bounds everything else
+        raise CliError(f"{origin}: not valid YAML/JSON: nested too deeply") from None
     for i, doc in enumerate(docs):
         if doc is None:
             continue
@@ -94,33 +230,55 @@ def _validate_manifest(origin: str, doc: Any, namespace: str | None) -> LabWorke
     if not isinstance(doc, dict):
         raise CliError(f"{origin}: expected a LabWorker object, got {type(doc).__name__}")
     if doc.get("kind", "LabWorker") != "LabWorker":
-        raise CliError(f"{origin}: kind {doc.get('kind')!r} is not supported (only LabWorker)")
+        raise CliError(
+            f"{origin}: kind {shorten(str(doc.get('kind')))} is not supported (only LabWorker)"
+        )
     if "status" in doc:
         doc = {k: v for k, v in doc.items() if k != "status"}  # apply never writes status
     meta = doc.get("metadata")
     if namespace and isinstance(meta, dict) and not meta.get("namespace"):
         doc = {**doc, "metadata": {**meta, "namespace": namespace}}
     try:
-        return LabWorker.model_validate(doc)
+        worker = LabWorker.model_validate(doc)
     except ValidationError as exc:
-        lines = "\n".join(f"  {line}" for line in validation_errors(exc))
+        errors = validation_errors(exc)
+        if len(errors) == 1:
+            raise CliError(f"{origin}: invalid LabWorker: {errors[0]}") from None
+        lines = "\n".join(f"  {line}" for line in errors)
         raise CliError(f"{origin}: invalid LabWorker:\n{lines}") from None
+    try:
+        # The repository checks again when it writes; checking here too means a batch with
+        # one unstorable object writes nothing, as with any other invalid document.
+        storable_document(worker.metadata.namespaced_name, worker)
+    except WriteRefused as exc:
+        raise CliError(f"{origin}: cannot be stored: {exc.detail}") from None
+    return worker
+
+
+def _nothing_applied(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return f"nothing applied: {problems[0]}"
+    indented = ("\n".join("  " + line for line in p.splitlines()) for p in problems)
+    return f"nothing applied: {len(problems)} problems:\n" + "\n".join(indented)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     workers: list[LabWorker] = []
     problems: list[str] = []
     for source in args.filename:
-        for origin, doc in _read_documents(source):
-            try:
-                workers.append(_validate_manifest(origin, doc, args.namespace))
-            except CliError as exc:
-                problems.append(str(exc))
+        try:
+            for origin, doc in _read_documents(source):
+                try:
+                    workers.append(_validate_manifest(origin, doc, args.namespace))
+                except CliError as exc:
+                    problems.append(str(exc))
+        except CliError as exc:
+            problems.append(str(exc))
     if problems:
         # Nothing is written unless every document is valid.
-        raise CliError("nothing applied:\n" + "\n".join(problems))
+        raise CliError(_nothing_applied(problems))
     if not workers:
-        raise CliError("no LabWorker documents found")
+        raise CliError(f"no LabWorker documents in {', '.join(args.filename)}")
     repo = _repository(args)
     for worker in workers:
         meta = worker.metadata
@@ -227,7 +385,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         _print_workers([worker], args, single=True)
         return 0
     try:
-        workers = repo.list(namespace, args.selector)
+        workers = repo.list(namespace, args.selector, on_invalid=_warn_invalid)
     except SelectorError as exc:
         raise CliError(f"invalid selector {args.selector!r}: {exc}") from None
     _print_workers(workers, args, single=False)
@@ -309,11 +467,24 @@ def cmd_delete(args: argparse.Namespace) -> int:
     namespace = args.namespace or "default"
     failed = False
     for name in args.names:
-        if repo.get(namespace, name) is None:
-            print(f'error: labworkers "{name}" not found in namespace {namespace}', file=sys.stderr)
+        try:
+            if repo.get(namespace, name) is None:
+                print(
+                    f'error: labworkers "{name}" not found in namespace {namespace}',
+                    file=sys.stderr,
+                )
+                failed = True
+                continue
+            repo.mark_for_deletion(namespace, name)
+        except InvalidObject as exc:
+            # The key may hold a copy of another object: deleting "it" by name could delete
+            # the wrong thing, and the controller would never finalize it anyway.
+            print(
+                f"error: {exc}; not deleted: fix the value, or remove the key with etcdctl",
+                file=sys.stderr,
+            )
             failed = True
             continue
-        repo.mark_for_deletion(namespace, name)
         print(f'{GROUP} "{name}" deleted')
     return 1 if failed else 0
 
@@ -377,7 +548,7 @@ def _pending(
     every: bool,
 ) -> list[str]:
     if every:
-        workers = repo.list(namespace)
+        workers = repo.list(namespace, on_invalid=_warn_invalid)
         if want_phase is None:
             return [f"{w.metadata.name} (exists)" for w in workers]
         return [
@@ -403,6 +574,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     from controller.labworker.app import run_controller
 
     return run_controller(config.load(args))
+
+
+# -- providers ----------------------------------------------------------------------------------
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    """Installed provider plug-ins and their settings as this environment resolves them;
+    a secret's value is never shown, only whether it is set."""
+    import os
+
+    from controller.labworker import plugins
+
+    installed = plugins.installed()
+    if not installed:
+        raise CliError(
+            f"no provider plug-ins installed (entry point group {plugins.ENTRY_POINT_GROUP})"
+        )
+    selected = (os.environ.get("LAB_PROVIDER") or "sim").strip().lower()
+    for index, (name, plugin) in enumerate(sorted(installed.items())):
+        mark = "   (selected: LAB_PROVIDER)" if name == selected else ""
+        print(("\n" if index else "") + f"{name}: {plugin.summary}{mark}")
+        rows = [["  SETTING", "DEFAULT", "CURRENT", "HELP"]]
+        for setting in plugin.settings:
+            value = os.environ.get(setting.env) or None
+            if setting.secret:
+                current = "(set)" if value else "(unset)"
+            else:
+                current = value if value is not None else "-"
+            rows.append(["  " + setting.env, setting.default or "-", current, setting.help])
+        _table(rows, sys.stdout)
+    return 0
 
 
 # -- parser -------------------------------------------------------------------------------------
@@ -462,6 +664,11 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("-n", "--namespace")
     _add_connection_args(wait)
     wait.set_defaults(func=cmd_wait)
+
+    providers = sub.add_parser(
+        "providers", help="list the installed provider plug-ins and their settings"
+    )
+    providers.set_defaults(func=cmd_providers)
     return parser
 
 
@@ -473,14 +680,27 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         configure_logging("ERROR", "console", stream=sys.stderr)
     try:
         code = args.func(args)
-    except (CliError, config.ConfigError) as exc:
+    except (CliError, config.ConfigError, WriteRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    except InvalidObject as exc:
+        print(f"error: {exc}; the controller ignores it until it is fixed", file=sys.stderr)
         code = 1
     except StorageError as exc:
         print(f"error: etcd: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # `labctl get ... | head`: the reader is gone; so is the output
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    except Exception as exc:  # the promise is an `error:` line, never a traceback
+        print(
+            f"error: unexpected {type(exc).__name__}: {shorten(str(exc), 200)} "
+            "(a bug in labctl; please report it)",
+            file=sys.stderr,
+        )
+        code = 1
     sys.exit(code)
 
 

@@ -8,6 +8,11 @@ status writer can never overwrite a spec change it did not see, and vice versa.
 
 Key layout: `<prefix>/lab-workers/<namespace>/<name>`; the repository's "key" for an object
 is `<namespace>/<name>`, the identity used by caches and work queues.
+
+Reads and writes apply the rules of controller.resources.limits, the same the controller's
+informer applies: a read reports a value the controller would skip (too large, not JSON,
+nested too deep, not a LabWorker, stored under another object's key) as InvalidObject, and a
+write that would store such a value is refused (WriteRefused) before anything is sent.
 """
 
 from __future__ import annotations
@@ -38,16 +43,26 @@ from controller.resources import (
     parse_selector,
     validation_errors,
 )
+from controller.resources.limits import (
+    MAX_VALUE_BYTES,
+    InvalidStoredValue,
+    check_identity,
+    decode_stored,
+    oversize_detail,
+    unencodable_field,
+)
 from controller.storage import (
     AlreadyExists,
     CasResult,
     Compare,
     Conflict,
     EtcdStorageBackend,
+    KeyValue,
     NotFound,
     StorageError,
-    decode_document,
+    encode_document,
 )
+from controller.storage.bulk import gc_paused
 
 log = logging.getLogger("controller.repository")
 
@@ -59,12 +74,27 @@ Mutation = Callable[[LabWorker], LabWorker | None]
 
 
 class InvalidObject(StorageError):
-    """The stored value is JSON but not a valid LabWorker; it is reported, never rewritten."""
+    """The stored value breaks a rule of controller.resources.limits, so the controller skips
+    it too; it is reported, never rewritten, and never deleted by name (the key may hold a
+    copy of another object)."""
 
-    def __init__(self, key: str, errors: list[str]) -> None:
-        super().__init__(f"{key}: not a valid LabWorker: {'; '.join(errors)}")
+    def __init__(self, key: str, reason: str, detail: str) -> None:
+        super().__init__(f"{key}: not a valid LabWorker ({reason}: {detail})")
         self.key = key
-        self.errors = errors
+        self.reason = reason
+        self.detail = detail
+
+
+class WriteRefused(StorageError):
+    """The write would store a value the controller's readers reject; nothing was written.
+
+    The message names the field and the limit (controller.resources.limits)."""
+
+    def __init__(self, key: str, reason: str, detail: str) -> None:
+        super().__init__(f"{key}: refused to store it ({reason}): {detail}")
+        self.key = key
+        self.reason = reason
+        self.detail = detail
 
 
 class SpecChangeRefused(StorageError):
@@ -95,6 +125,35 @@ def workers_prefix(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix.rstrip('/')}/{RESOURCE_SEGMENT}/"
 
 
+def storable_document(key: str, worker: LabWorker) -> dict[str, Any]:
+    """What to store for `worker` under `key`, checked exactly as its readers will check it.
+
+    Raises WriteRefused naming the field and the limit. Models are not re-validated when a
+    mutate function assigns to them, so this is the one check every write passes through.
+    """
+    doc = worker.to_storage_dict()
+    try:
+        raw = encode_document(doc)
+    except UnicodeEncodeError:
+        raise WriteRefused(
+            key,
+            "invalid-object",
+            f"{unencodable_field(doc)} is not valid Unicode text (it holds a lone surrogate "
+            "such as '\\ud800'), so it cannot be stored as UTF-8",
+        ) from None
+    if len(raw) > MAX_VALUE_BYTES:
+        raise WriteRefused(key, "too-large", oversize_detail(doc, len(raw)))
+    try:
+        decode_stored(key, raw)
+    except InvalidStoredValue as exc:
+        raise WriteRefused(key, exc.reason, exc.detail) from None
+    return doc
+
+
+def _log_invalid(err: InvalidObject) -> None:
+    log.error("%s; skipping it", err)
+
+
 class LabWorkerRepository:
     """Thread-safe; async twins run the blocking calls in worker threads."""
 
@@ -110,41 +169,70 @@ class LabWorkerRepository:
 
     # -- decoding ----------------------------------------------------------------------------
 
-    def _decode(self, key: str, doc: dict[str, Any]) -> LabWorker:
+    def _decode_kv(self, key: str, kv: KeyValue) -> LabWorker:
+        """The stored value under `key`, checked as the informer checks it."""
         try:
-            return LabWorker.model_validate(doc)
+            worker = decode_stored(key, kv.value)
+        except InvalidStoredValue as exc:
+            raise InvalidObject(key, exc.reason, exc.detail) from None
+        worker.metadata.resource_version = kv.mod_revision
+        return worker
+
+    def _decode(self, key: str, doc: dict[str, Any]) -> LabWorker:
+        """A document the backend already parsed (a failed CAS hands one back). Its size is
+        not known here; the write that follows is checked in full by storable_document."""
+        try:
+            worker = LabWorker.model_validate(doc)
+            check_identity(key, worker)
         except ValidationError as exc:
-            raise InvalidObject(key, validation_errors(exc)) from None
+            raise InvalidObject(
+                key, "invalid-object", "; ".join(validation_errors(exc)[:5])
+            ) from None
+        except InvalidStoredValue as exc:
+            raise InvalidObject(key, exc.reason, exc.detail) from None
+        return worker
 
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, namespace: str, name: str) -> LabWorker | None:
+        """The worker, or None if the key is absent. Raises InvalidObject for a value the
+        controller would skip, including one copied from another object's key."""
         key = f"{namespace}/{name}"
-        doc = self.backend.get(key)
-        return self._decode(key, doc) if doc is not None else None
+        kv = self.backend.client.get(self.backend.prefix + key)
+        return self._decode_kv(key, kv) if kv is not None else None
 
     def get_by_key(self, key: str) -> LabWorker | None:
         return self.get(*split_key(key))
 
     def list(
-        self, namespace: str | None = None, selector: str | None = None
+        self,
+        namespace: str | None = None,
+        selector: str | None = None,
+        *,
+        on_invalid: Callable[[InvalidObject], object] | None = None,
+        page_size: int = 5000,
     ) -> builtins.list[LabWorker]:
-        """Readable, valid workers; invalid ones are reported (log + backend hooks) and skipped."""
+        """Valid workers; each invalid one is reported to `on_invalid` (default: an error log)
+        and skipped, so one bad value never hides the others."""
         parsed = parse_selector(selector) if selector else None
+        report = on_invalid or _log_invalid
+        prefix = self.backend.prefix
         out: builtins.list[LabWorker] = []
-        for key, doc in self.backend.items(f"{namespace}/" if namespace else ""):
-            try:
-                worker = self._decode(key, doc)
-                if worker.metadata.namespaced_name != key:
-                    raise InvalidObject(
-                        key,
-                        [f"stored under {key} but names itself {worker.metadata.namespaced_name}"],
-                    )
-            except InvalidObject as err:
-                log.error("%s; skipping it", err)
-                continue
-            if parsed is None or parsed.matches(worker.metadata.labels):
-                out.append(worker)
+        invalid: builtins.list[InvalidObject] = []
+        with gc_paused():
+            for page, _ in self.backend.client.iter_prefix(
+                prefix + (f"{namespace}/" if namespace else ""), page_size=page_size
+            ):
+                for kv in page:
+                    try:
+                        worker = self._decode_kv(kv.key[len(prefix) :], kv)
+                    except InvalidObject as err:
+                        invalid.append(err)
+                        continue
+                    if parsed is None or parsed.matches(worker.metadata.labels):
+                        out.append(worker)
+        for bad in invalid:
+            report(bad)
         return out
 
     def find_by_phase(self, phase: Phase | str) -> builtins.list[LabWorker]:
@@ -158,7 +246,8 @@ class LabWorkerRepository:
     def create(self, worker: LabWorker) -> LabWorker:
         """Store a new worker: uid, creationTimestamp and generation 1 are set here.
 
-        Raises AlreadyExists if the name is taken. Any status on the input is dropped.
+        Raises AlreadyExists if the name is taken, WriteRefused if the object breaks a limit.
+        Any status on the input is dropped.
         """
         meta = worker.metadata.model_copy(
             update={
@@ -170,8 +259,9 @@ class LabWorkerRepository:
             }
         )
         fresh = worker.model_copy(update={"metadata": meta, "status": LabWorkerStatus()})
-        stored = self.backend.create(meta.namespaced_name, fresh.to_storage_dict())
-        return self._decode(meta.namespaced_name, stored)
+        key = meta.namespaced_name
+        stored = self.backend.create(key, storable_document(key, fresh))
+        return self._decode(key, stored)
 
     def update_spec(self, namespace: str, name: str, mutate: Mutation) -> UpdateResult:
         """Change spec/labels/annotations; generation is bumped only when spec changed.
@@ -281,7 +371,8 @@ class LabWorkerRepository:
                             conflicts += 1
                             current = self._fresh(key, exc.current)
                             raise _Retry() from None
-                    result = self.backend.cas(key, version, draft.to_storage_dict(), guards=guards)
+                    document = storable_document(key, draft)
+                    result = self.backend.cas(key, version, document, guards=guards)
                     if result.succeeded:
                         draft.metadata.resource_version = result.revision
                         return UpdateResult(draft, True, conflicts)
@@ -300,10 +391,10 @@ class LabWorkerRepository:
             raise NotFound(key)
         return self._decode(key, result.current)
 
-    def _fresh(self, key: str, kv: Any) -> LabWorker:
+    def _fresh(self, key: str, kv: KeyValue | None) -> LabWorker:
         if kv is None:
             raise NotFound(key)
-        return self._decode(key, decode_document(kv, key))
+        return self._decode_kv(key, kv)
 
     # -- async twins -------------------------------------------------------------------------
 

@@ -66,6 +66,9 @@ class EtcdProcess:
     initial_cluster: str | None = None
     tls: TLSFiles | None = None
     extra_args: Sequence[str] = ()
+    progress_notify_interval: str | None = "1s"
+    """etcd's watch progress-notify interval; None = etcd's own default (10 minutes), which
+    is what a production etcd has unless its operator changed it."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,13 +106,13 @@ class EtcdProcess:
             "--initial-cluster-token",
             "test-" + self.data_dir.parent.name,
             "--unsafe-no-fsync",  # test fixture only: never in deployment
-            "--experimental-watch-progress-notify-interval",
-            "1s",
             "--log-level",
             "error",
             "--logger",
             "zap",
         ]
+        if self.progress_notify_interval:
+            args += ["--experimental-watch-progress-notify-interval", self.progress_notify_interval]
         if self.tls:
             args += [
                 "--cert-file",

@@ -2,7 +2,6 @@
 
 from controller.labworker import reasons
 from controller.labworker.decide import Decision, IllegalTransition, decide, spec_problems
-from controller.labworker.factory import PROVIDER_NAMES, UnknownProvider, make_provider
 from controller.labworker.observation import Observation, observe
 from controller.labworker.policy import (
     DEFAULT_INTERVALS,
@@ -26,7 +25,6 @@ from controller.labworker.sim import (
     HOSTED_LABS_ANNOTATION,
     NO_LICENSE_ANNOTATION,
     SimProvider,
-    sim_settings_from_env,
 )
 
 __all__ = [
@@ -36,7 +34,6 @@ __all__ = [
     "FAIL_ANNOTATION",
     "HOSTED_LABS_ANNOTATION",
     "NO_LICENSE_ANNOTATION",
-    "PROVIDER_NAMES",
     "AnnotationAware",
     "Decision",
     "HostHealth",
@@ -51,12 +48,9 @@ __all__ = [
     "ProviderError",
     "ProviderFatalError",
     "SimProvider",
-    "UnknownProvider",
     "decide",
-    "make_provider",
     "observe",
     "reasons",
-    "sim_settings_from_env",
     "spec_problems",
     "utc_now",
 ]

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from controller.config import Settings, etcd_client
-from controller.labworker.factory import make_provider
+from controller.config import ConfigError, Settings, etcd_client
+from controller.labworker import plugins
+from controller.labworker.fenced import FencedProvider
 from controller.labworker.policy import DEFAULT_INTERVALS
 from controller.labworker.provider import LabProvider
 from controller.labworker.reconciler import LabWorkerReconciler
@@ -33,9 +32,10 @@ from controller.repository import LabWorkerRepository, workers_prefix
 from controller.resources import LabWorker
 from controller.runtime.controller import Controller, ControllerOptions
 from controller.runtime.informer import Informer, InformerHooks
-from controller.runtime.leader import LeaderElector
+from controller.runtime.leader import LeaderElector, default_identity
 from controller.runtime.manager import Manager
-from controller.storage import EtcdClient
+from controller.runtime.write_health import WriteHealth
+from controller.storage import EtcdClient, Heartbeat
 
 log = logging.getLogger("controller.labworker.app")
 
@@ -71,22 +71,49 @@ def build_app(settings: Settings, *, provider: LabProvider | None = None) -> App
         )
 
     client.request_hooks.append(on_request)
+    write_health = WriteHealth(
+        client,
+        prefix=settings.etcd_prefix,
+        username=settings.etcd_username,
+        on_failing=metrics.etcd_write_failing,
+        on_alarms=metrics.etcd_alarms,
+    )
+    client.request_hooks.append(write_health.writes.record)
     repository = LabWorkerRepository.for_prefix(client, settings.etcd_prefix)
     repository.backend.corrupt_hooks.append(
         lambda err: metrics.invalid_object(RESOURCE, "invalid-json")
     )
+    identity = settings.leader_election_id or default_identity()
+    elector = None
+    if settings.leader_elect:
+        elector = LeaderElector(
+            client,
+            f"{settings.etcd_prefix.rstrip('/')}/leader/{CONTROLLER_NAME}-controller",
+            identity=identity,
+            ttl=settings.leader_election_ttl,
+            on_change=lambda leading: metrics.leader_status(CONTROLLER_NAME, leading),
+        )
+        # etcd refuses a deposed leader's writes; the local lease bound refuses its cloud calls.
+        repository.status_guards = elector.fence
+        metrics.leader_status(CONTROLLER_NAME, False)
+    else:
+        metrics.leader_status(CONTROLLER_NAME, True)  # the only instance
     if provider is None:
-        sim: dict[str, Any] = {}
-        if settings.lab_provider == "sim":
-            sim = {
-                "step_delay": settings.lab_sim_delay,
-                "failure_rate": settings.lab_sim_failure_rate,
-                "state_file": Path(settings.lab_sim_state_file)
-                if settings.lab_sim_state_file
-                else None,
-            }
-        provider = make_provider(settings.lab_provider, **sim)
+        provider = build_provider(settings, client, identity)
     provider = TracedProvider(provider, settings.lab_provider)
+    if elector is not None:
+        provider = FencedProvider(
+            provider,
+            elector,
+            on_refused=lambda call: metrics.provider_call_refused(CONTROLLER_NAME, call),
+        )
+    heartbeat = None
+    if settings.watch_heartbeat_interval > 0:
+        heartbeat = Heartbeat(
+            client,
+            f"{settings.etcd_prefix.rstrip('/')}/heartbeats/{identity}",
+            interval=settings.watch_heartbeat_interval,
+        )
 
     hooks = InformerHooks(
         on_invalid=lambda key, reason: metrics.invalid_object(RESOURCE, reason),
@@ -103,6 +130,7 @@ def build_app(settings: Settings, *, provider: LabProvider | None = None) -> App
         name=RESOURCE,
         resync_period=settings.resync_period,
         idle_timeout=settings.watch_idle_timeout,
+        heartbeat_key=heartbeat.key if heartbeat is not None else None,
         hooks=hooks,
     )
 
@@ -131,25 +159,14 @@ def build_app(settings: Settings, *, provider: LabProvider | None = None) -> App
         ),
     )
     metrics.register_controller(CONTROLLER_NAME, settings.controller_workers)
-    elector = None
-    if settings.leader_elect:
-        elector = LeaderElector(
-            client,
-            f"{settings.etcd_prefix.rstrip('/')}/leader/{CONTROLLER_NAME}-controller",
-            identity=settings.leader_election_id,
-            ttl=settings.leader_election_ttl,
-            on_change=lambda leading: metrics.leader_status(CONTROLLER_NAME, leading),
-        )
-        repository.status_guards = elector.fence
-        metrics.leader_status(CONTROLLER_NAME, False)
-    else:
-        metrics.leader_status(CONTROLLER_NAME, True)  # the only instance
     manager = Manager(
         client,
         health=health,
         shutdown_grace=settings.shutdown_grace,
         watch_dead_after=settings.watch_dead_after,
         elector=elector,
+        write_health=write_health,
+        heartbeat=heartbeat,
     )
     manager.add(controller)
     return App(
@@ -164,6 +181,32 @@ def build_app(settings: Settings, *, provider: LabProvider | None = None) -> App
         registry,
         health,
     )
+
+
+def build_provider(settings: Settings, client: EtcdClient, identity: str) -> LabProvider:
+    """The LAB_PROVIDER plug-in, built from its settings (flag > environment > default).
+
+    An unknown provider or an unusable setting is a ConfigError naming the variable, which
+    `labctl` prints as one `error:` line.
+    """
+    try:
+        plugin = plugins.find(settings.lab_provider)
+    except plugins.UnknownProvider as exc:
+        raise ConfigError(str(exc)) from None
+    values = plugins.resolve_settings(plugin, settings.provider_settings)
+    context = plugins.ProviderContext(
+        settings=values, client=client, prefix=settings.etcd_prefix, identity=identity
+    )
+    try:
+        provider = plugin.build(context)
+    except ValueError as exc:
+        raise ConfigError(f"LAB_PROVIDER={plugin.name}: {exc}") from None
+    shown = {
+        s.env: ("***" if s.secret and values.get(s.env) else values.get(s.env))
+        for s in plugin.settings
+    }
+    log.info("lab provider %s (%s) built for %s", plugin.name, shown, identity)
+    return provider
 
 
 def start_servers(app: App) -> list[HttpServer]:

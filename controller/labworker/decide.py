@@ -5,7 +5,7 @@ inputs give the same Decision. That is what lets the repository re-run it on a f
 after a CAS conflict, and what keeps a converged worker from being rewritten: a decision
 that changes nothing leaves the status equal to the input, and no transaction is sent.
 
-Every phase change goes through `can_transition` (DESIGN §4); anything else is a bug and
+Every phase change goes through `can_transition` (docs/architecture.md, Phases); anything else is a bug and
 raises instead of being written.
 """
 
@@ -42,7 +42,7 @@ MAX_TAG_VALUE_LENGTH = 256
 
 
 class IllegalTransition(AssertionError):
-    """decide tried a phase change DESIGN §4 does not allow: a bug, never written."""
+    """decide tried a phase change the phase table (docs/architecture.md, Phases) does not allow: a bug, never written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +334,13 @@ class _Draft:
         if licensed:
             self.condition(
                 reasons.LICENSED, "True", reasons.LICENSE_APPLIED, "the host is licensed"
+            )
+        elif host.auto_license and granted is False and self.obs.license_error:
+            self.condition(
+                reasons.LICENSED,
+                "False",
+                reasons.LICENSE_SECRET_MISSING,
+                f"{self.obs.license_error}; asking again later",
             )
         elif host.auto_license and granted is False:
             self.condition(

@@ -23,6 +23,7 @@ from controller.labworker.provider import (
     Instance,
     InstanceState,
     LabProvider,
+    LicenseSecretMissing,
     ProviderError,
     ProviderFatalError,
 )
@@ -44,6 +45,8 @@ class Observation:
     health: HostHealth | None = None
     license_granted: bool | None = None
     """None: licensing was not attempted in this round."""
+    license_error: str | None = None
+    """Why licensing failed before reaching the host (the license secret is missing)."""
     fatal_error: str | None = None
     transient_error: str | None = None
 
@@ -114,7 +117,9 @@ def _step_for(worker: LabWorker) -> _Step | None:
 def _provisioning(
     provider: LabProvider, uid: str, worker: LabWorker, blank: Observation
 ) -> Observation:
-    instance = provider.provision(uid, worker.metadata.name, worker.spec.instance)
+    instance = provider.provision(
+        uid, worker.metadata.name, worker.spec.instance, namespace=worker.metadata.namespace
+    )
     if instance.state is InstanceState.STOPPED:
         # Back from Failed with an instance that was stopped meanwhile: bring it up again.
         log.info(
@@ -138,6 +143,7 @@ def _starting(
         instance = provider.describe(uid)
     health: HostHealth | None = None
     granted: bool | None = None
+    license_error: str | None = None
     if instance is not None and instance.state is InstanceState.RUNNING:
         health = provider.host_health(uid)
         host = worker.spec.host
@@ -148,11 +154,19 @@ def _starting(
                 instance.instance_id,
                 host.license_secret_ref,
             )
-            granted = provider.license(uid, host.license_secret_ref)
-            if granted:
-                health = provider.host_health(uid)
+            try:
+                granted = provider.license(uid, host.license_secret_ref)
+            except LicenseSecretMissing as exc:
+                granted, license_error = False, str(exc)
+            # No second health check after a grant: decide counts `granted` as licensed, and
+            # the next health check (Ready's) reads the host's own view anyway.
     return dataclasses.replace(
-        blank, instance=instance, instance_known=True, health=health, license_granted=granted
+        blank,
+        instance=instance,
+        instance_known=True,
+        health=health,
+        license_granted=granted,
+        license_error=license_error,
     )
 
 

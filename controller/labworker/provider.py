@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from controller.resources import InstanceSpec
+from controller.resources import DEFAULT_NAMESPACE, InstanceSpec
 
 
 class InstanceState(StrEnum):
@@ -61,11 +61,19 @@ class ProviderFatalError(Exception):
     """Unrecoverable for this worker (quota, bad image, instance lost): retrying won't help."""
 
 
+class LicenseSecretMissing(ProviderError):
+    """`license`: the secret the worker names is not there (yet). Transient: creating or
+    mounting the secret fixes it without a spec change; the worker shows Licensed=False with
+    reason LicenseSecretMissing meanwhile."""
+
+
 @runtime_checkable
 class LabProvider(Protocol):
     """A place that runs lab hosts. Every method is idempotent for a given uid."""
 
-    def provision(self, uid: str, name: str, spec: InstanceSpec) -> Instance:
+    def provision(
+        self, uid: str, name: str, spec: InstanceSpec, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> Instance:
         """Create the worker's instance, or return the one already created for `uid`."""
         ...
 

@@ -40,6 +40,7 @@ INSTANCE_NOT_RUNNING: Final = "InstanceNotRunning"
 # Licensed
 LICENSE_APPLIED: Final = "LicenseApplied"
 NO_LICENSE_AVAILABLE: Final = "NoLicenseAvailable"
+LICENSE_SECRET_MISSING: Final = "LicenseSecretMissing"
 NOT_LICENSED: Final = "NotLicensed"  # autoLicense off and the host has no license
 
 # Failures (Ready=False, phase Failed)

@@ -34,6 +34,7 @@ from controller.repository import (
     InvalidObject,
     LabWorkerRepository,
     TooManyConflicts,
+    WriteRefused,
     split_key,
 )
 from controller.resources import LabWorker, Phase
@@ -150,6 +151,12 @@ class LabWorkerReconciler:
             return Result.done()
         except TooManyConflicts as exc:
             raise ReconcileError(str(exc)) from exc
+        except WriteRefused as exc:
+            # The same object would be refused again: retrying cannot help until it changes.
+            raise TerminalError(
+                f"LabWorker {key}: status write refused ({exc}); not retried until the "
+                "worker changes"
+            ) from exc
         except StorageError as exc:
             raise ReconcileError(
                 f"LabWorker {key}: status write failed ({exc}); will retry with backoff"

@@ -12,14 +12,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
-from controller.resources import LabWorker, validation_errors
+from controller.resources import LabWorker
+from controller.resources.limits import InvalidStoredValue, decode_stored
 from controller.runtime.informer import InvalidObjectError
 from controller.storage import KeyValue
-
-MAX_VALUE_BYTES = 256 * 1024
-"""A LabWorker is well under 4 KB; anything this large is garbage or an attack on memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,25 +34,16 @@ class LabWorkerRecord:
 
 
 def decode_record(key: str, kv: KeyValue) -> LabWorkerRecord:
-    """Validate one stored value; raise InvalidObjectError (reason first) to skip it."""
-    if len(kv.value) > MAX_VALUE_BYTES:
-        raise InvalidObjectError(key, f"too-large: value is {len(kv.value)} bytes")
-    namespace, sep, name = key.partition("/")
-    if not sep or "/" in name:
-        raise InvalidObjectError(key, "bad-key: expected <namespace>/<name> under the prefix")
+    """Validate one stored value; raise InvalidObjectError (reason first) to skip it.
+
+    The rules (size, key, JSON depth, schema, key/name match) are controller.resources.limits',
+    the same the repository enforces on every write, so nothing written through it is skipped.
+    """
     try:
-        worker = LabWorker.model_validate_json(kv.value)
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise InvalidObjectError(key, "invalid-json: value is not valid JSON") from None
-        raise InvalidObjectError(
-            key, "invalid-object: " + "; ".join(validation_errors(exc)[:5])
-        ) from None
+        worker = decode_stored(key, kv.value)
+    except InvalidStoredValue as exc:
+        raise InvalidObjectError(key, f"{exc.reason}: {exc.detail}") from None
     meta = worker.metadata
-    if (meta.namespace, meta.name) != (namespace, name):
-        raise InvalidObjectError(
-            key, f"key-mismatch: key says {key}, metadata says {meta.namespace}/{meta.name}"
-        )
     # Interned: 100k workers share a handful of phases, tracks and labels; one copy each.
     return LabWorkerRecord(
         revision=kv.mod_revision,

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from controller.labworker.provider import HostHealth, Instance, LabProvider
-from controller.resources import InstanceSpec
+from controller.resources import DEFAULT_NAMESPACE, InstanceSpec
 
 tracer = trace.get_tracer("controller.labworker.provider")
 
@@ -36,8 +36,12 @@ class TracedProvider:
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
 
-    def provision(self, uid: str, name: str, spec: InstanceSpec) -> Instance:
-        return self._call("provision", uid, lambda: self.inner.provision(uid, name, spec))
+    def provision(
+        self, uid: str, name: str, spec: InstanceSpec, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> Instance:
+        return self._call(
+            "provision", uid, lambda: self.inner.provision(uid, name, spec, namespace=namespace)
+        )
 
     def describe(self, uid: str) -> Instance | None:
         return self._call("describe", uid, lambda: self.inner.describe(uid))

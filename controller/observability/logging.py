@@ -129,6 +129,13 @@ def configure_logging(
         old.close()
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    for chatty in _PER_REQUEST_LOGGERS:
+        # One INFO line per HTTP request (httpx) or credential lookup (botocore) would drown
+        # the controller's own lines; their warnings and errors still come through.
+        logging.getLogger(chatty).setLevel(max(numeric_level, logging.WARNING))
+
+
+_PER_REQUEST_LOGGERS = ("httpx", "httpcore", "botocore.credentials")
 
 
 def get_logger(name: str | None = None, **initial_context: Any) -> structlog.stdlib.BoundLogger:

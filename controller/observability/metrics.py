@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Final, Literal
 
 import prometheus_client
@@ -36,6 +36,9 @@ WORKQUEUE_DURATION_BUCKETS: Final = tuple(float(f"1e{exponent}") for exponent in
 ETCD_REQUEST_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+
+# etcd's alarm types (etcdserverpb.AlarmType), published at 0 so alerts see a series.
+ETCD_ALARMS: Final = ("NOSPACE", "CORRUPT")
 
 PROMETHEUS_TEXT_CONTENT_TYPE: Final = prometheus_client.exposition.CONTENT_TYPE_PLAIN_0_0_4
 
@@ -79,8 +82,9 @@ class _LastEventAgeCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
             "informer_last_event_age_seconds",
-            "Seconds since the watch of this resource last delivered an event or progress "
-            "notification.",
+            "Seconds since the watch of this resource last proved it is alive: an event, "
+            "this replica's heartbeat coming back on the same stream, or a progress "
+            "notification. Stays below WATCH_IDLE_TIMEOUT on a live watch, even a quiet one.",
             labels=["resource"],
         )
         now = self._clock()
@@ -152,6 +156,13 @@ class ControllerMetrics:
             ["controller"],
             registry=r,
         )
+        self._refused_calls = Counter(
+            "controller_provider_calls_refused_total",
+            "Side-effecting provider calls refused before they were made because this replica "
+            "could not prove it still owns the work (its lease may have expired)",
+            ["controller", "call"],
+            registry=r,
+        )
         self._leader = Gauge(
             "leader_election_master_status",
             "Gauge of if the reporting system is master of the relevant lease, "
@@ -173,9 +184,27 @@ class ControllerMetrics:
             ["method", "error"],
             registry=r,
         )
+        self._etcd_write_failing = Gauge(
+            "etcd_write_failing",
+            "1 while etcd writes have failed continuously (the etcd-writes readiness check "
+            "fails), 0 otherwise",
+            registry=r,
+        )
+        self._etcd_alarm = Gauge(
+            "etcd_alarm_active",
+            "1 while etcd reports this alarm (NOSPACE: backend quota full; CORRUPT: data "
+            "inconsistency); etcd refuses writes meanwhile",
+            ["alarm"],
+            registry=r,
+        )
+        self._etcd_alarms_seen: set[str] = set(ETCD_ALARMS)
+        for alarm in ETCD_ALARMS:
+            self._etcd_alarm.labels(alarm).set(0)
         self._watch_restarts = Counter(
             "informer_watch_restarts_total",
-            "Watch streams re-established (resumed from the last seen revision)",
+            "Watch streams re-established after a break, by why the previous one ended "
+            "(silent: no proof of life within the idle timeout; error; auth: token expired; "
+            "resumed from the last seen revision + 1)",
             ["resource", "reason"],
             registry=r,
         )
@@ -242,6 +271,9 @@ class ControllerMetrics:
     def cas_conflict(self, controller: str, count: int = 1) -> None:
         self._cas_conflicts.labels(controller).inc(count)
 
+    def provider_call_refused(self, controller: str, call: str) -> None:
+        self._refused_calls.labels(controller, call).inc()
+
     def leader_status(self, name: str, is_leader: bool) -> None:
         self._leader.labels(name).set(1 if is_leader else 0)
 
@@ -251,6 +283,15 @@ class ControllerMetrics:
         self._etcd_duration.labels(method).observe(seconds)
         if error is not None:
             self._etcd_errors.labels(method, error).inc()
+
+    def etcd_write_failing(self, failing: bool) -> None:
+        self._etcd_write_failing.set(1 if failing else 0)
+
+    def etcd_alarms(self, active: Collection[str]) -> None:
+        """The alarms etcd reports now; every alarm seen before goes back to 0."""
+        self._etcd_alarms_seen.update(active)
+        for alarm in self._etcd_alarms_seen:
+            self._etcd_alarm.labels(alarm).set(1 if alarm in active else 0)
 
     def watch_restart(self, resource: str, reason: str) -> None:
         self._watch_restarts.labels(resource, reason).inc()

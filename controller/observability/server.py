@@ -7,6 +7,7 @@ a web framework would be the biggest thing in the process.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,7 +43,24 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
-class _IPv6ThreadingHTTPServer(ThreadingHTTPServer):
+class _QuietThreadingHTTPServer(ThreadingHTTPServer):
+    """socketserver prints a traceback to stderr for every request that raises. A probe or
+    scraper that hangs up early (a timed-out kubelet probe, `curl | head`) is routine, not an
+    error: it is logged at debug level; anything else is logged once, as an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):  # BrokenPipe, ConnectionReset, ConnectionAborted
+            _log.debug(
+                "observability client hung up before the response was sent",
+                client=str(client_address),
+                error=type(exc).__name__,
+            )
+            return
+        _log.exception("observability request failed", client=str(client_address))
+
+
+class _IPv6ThreadingHTTPServer(_QuietThreadingHTTPServer):
     address_family = socket.AF_INET6
 
 
@@ -88,7 +106,7 @@ class HttpServer:
     """A listening socket served by a daemon thread; ``port`` is the bound port."""
 
     def __init__(self, host: str, port: int, routes: Mapping[str, Handler]) -> None:
-        server_class = _IPv6ThreadingHTTPServer if ":" in host else ThreadingHTTPServer
+        server_class = _IPv6ThreadingHTTPServer if ":" in host else _QuietThreadingHTTPServer
         handler = _make_request_handler(dict(routes))
         try:
             self._server = server_class((host, port), handler)

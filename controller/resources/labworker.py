@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from controller.resources.conditions import Condition
 from controller.resources.meta import CamelModel, ObjectMeta, Timestamp
+from controller.resources.names import shorten
 from controller.resources.phase import DesiredPhase, Phase
 
 API_VERSION: Final = "lab.neuroglia.io/v1"
@@ -56,7 +57,13 @@ class HostSpec(CamelModel):
         default=False, description="License the host automatically before it becomes Ready."
     )
     license_secret_ref: NonEmptyStr | None = Field(
-        default=None, description="Name of the secret holding the license to apply."
+        default=None,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9]([-._A-Za-z0-9]*[A-Za-z0-9])?$",
+        description=(
+            "Name of the secret holding the license to apply: a file (or a directory with a "
+            "`token` file) under the controller's LAB_SECRETS_DIR; a plain name, no path."
+        ),
     )
     max_concurrent_labs: int = Field(
         default=DEFAULT_MAX_CONCURRENT_LABS,
@@ -142,15 +149,16 @@ class LabWorker(CamelModel):
         ).encode()
 
 
-def _render_location(location: tuple[int | str, ...]) -> str:
+def render_location(location: tuple[int | str, ...]) -> str:
+    """`metadata.annotations['example.com/note']`; a huge key is shortened, not copied."""
     rendered = ""
     for part in location:
         if isinstance(part, int):
             rendered += f"[{part}]"
-        elif part.isidentifier():
+        elif part.isidentifier() and len(part) <= 80:
             rendered += f".{part}" if rendered else part
         else:  # label keys like "example.com/tier" would be ambiguous after a dot
-            rendered += f"[{part!r}]"
+            rendered += f"[{shorten(part)}]"
     return rendered or "(root)"
 
 
@@ -162,6 +170,6 @@ _FRIENDLIER_MESSAGES = {
 def validation_errors(exc: ValidationError) -> list[str]:
     """One 'field.path: problem' line per error, in camelCase as written in manifests."""
     return [
-        f"{_render_location(error['loc'])}: {_FRIENDLIER_MESSAGES.get(error['type'], error['msg'])}"
+        f"{render_location(error['loc'])}: {_FRIENDLIER_MESSAGES.get(error['type'], error['msg'])}"
         for error in exc.errors(include_url=False)
     ]

@@ -24,16 +24,24 @@ DNS1123_LABEL_PATTERN = "^" + _DNS1123_LABEL.pattern + "$"
 DNS1123_SUBDOMAIN_PATTERN = "^" + _DNS1123_SUBDOMAIN.pattern + "$"
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """repr() of `text`, cut to about `limit` characters: a 1 MiB label key must not become
+    a 1 MiB error message."""
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
 def dns1123_label_error(value: str) -> str | None:
     """Namespaces are DNS-1123 labels: they become one segment of the etcd key."""
     if len(value) > DNS1123_LABEL_MAX_LENGTH:
         return (
-            f"{value!r} is {len(value)} characters long; a DNS-1123 label allows at most "
+            f"{shorten(value)} is {len(value)} characters long; a DNS-1123 label allows at most "
             f"{DNS1123_LABEL_MAX_LENGTH}"
         )
     if not _DNS1123_LABEL.fullmatch(value):
         return (
-            f"{value!r} is not a valid DNS-1123 label: use lowercase letters, digits and '-', "
+            f"{shorten(value)} is not a valid DNS-1123 label: use lowercase letters, digits and '-', "
             "starting and ending with a letter or digit (e.g. 'emea', 'lab-01')"
         )
     return None
@@ -43,12 +51,12 @@ def dns1123_subdomain_error(value: str) -> str | None:
     """Object names are DNS-1123 subdomains, as for most Kubernetes kinds."""
     if len(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
         return (
-            f"{value!r} is {len(value)} characters long; a DNS-1123 subdomain allows at most "
+            f"{shorten(value)} is {len(value)} characters long; a DNS-1123 subdomain allows at most "
             f"{DNS1123_SUBDOMAIN_MAX_LENGTH}"
         )
     if not _DNS1123_SUBDOMAIN.fullmatch(value):
         return (
-            f"{value!r} is not a valid DNS-1123 subdomain: use lowercase letters, digits, '-' "
+            f"{shorten(value)} is not a valid DNS-1123 subdomain: use lowercase letters, digits, '-' "
             "and '.', starting and ending with a letter or digit (e.g. 'ccna-worker-01')"
         )
     return None
@@ -59,20 +67,20 @@ def label_key_error(key: str) -> str | None:
     prefix, slash, name = key.rpartition("/")
     if slash:
         if not prefix:
-            return f"label key {key!r} has an empty prefix before '/'"
+            return f"label key {shorten(key)} has an empty prefix before '/'"
         prefix_error = dns1123_subdomain_error(prefix)
         if prefix_error is not None:
-            return f"label key {key!r} has an invalid prefix: {prefix_error}"
+            return f"label key {shorten(key)} has an invalid prefix: {prefix_error}"
     if not name:
-        return f"label key {key!r} has an empty name"
+        return f"label key {shorten(key)} has an empty name"
     if len(name) > QUALIFIED_NAME_MAX_LENGTH:
         return (
-            f"label key {key!r}: the name part is {len(name)} characters long; at most "
+            f"label key {shorten(key)}: the name part is {len(name)} characters long; at most "
             f"{QUALIFIED_NAME_MAX_LENGTH} are allowed"
         )
     if not _QUALIFIED_NAME.fullmatch(name):
         return (
-            f"label key {key!r} is invalid: the name part must be letters, digits, '-', '_' "
+            f"label key {shorten(key)} is invalid: the name part must be letters, digits, '-', '_' "
             "or '.', starting and ending with a letter or digit, optionally after a DNS "
             "prefix and '/' (e.g. 'tier', 'example.com/tier')"
         )
@@ -85,12 +93,12 @@ def label_value_error(value: str) -> str | None:
         return None
     if len(value) > LABEL_VALUE_MAX_LENGTH:
         return (
-            f"label value {value!r} is {len(value)} characters long; at most "
+            f"label value {shorten(value)} is {len(value)} characters long; at most "
             f"{LABEL_VALUE_MAX_LENGTH} are allowed"
         )
     if not _QUALIFIED_NAME.fullmatch(value):
         return (
-            f"label value {value!r} is invalid: use letters, digits, '-', '_' or '.', "
+            f"label value {shorten(value)} is invalid: use letters, digits, '-', '_' or '.', "
             "starting and ending with a letter or digit, or leave it empty"
         )
     return None

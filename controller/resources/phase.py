@@ -1,4 +1,4 @@
-"""LabWorker phases and the transition table of DESIGN §4, kept as data.
+"""LabWorker phases and the transition table of docs/architecture.md (Phases), kept as data.
 
 The table is the single source of truth: the reconciler asks `can_transition` before every
 phase write, tests walk every row, and `labctl describe` can print the "when" text. Staying
@@ -50,7 +50,7 @@ def _from(*sources: Phase | None) -> frozenset[Phase | None]:
     return frozenset(sources)
 
 
-# Rows follow DESIGN §4 in order. The two "any" rows leave out their own target, because a
+# Rows follow the table in docs/architecture.md (Phases) in order. The two "any" rows leave out their own target, because a
 # phase never transitions to itself, and Terminated, because nothing leaves Terminated.
 TRANSITIONS: tuple[Transition, ...] = (
     Transition(_from(None), Phase.PENDING, "first seen without status"),

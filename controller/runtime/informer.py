@@ -31,6 +31,7 @@ from typing import Generic, TypeVar
 
 from controller.runtime.cache import Indexer
 from controller.storage import (
+    DEFAULT_IDLE_TIMEOUT,
     Compacted,
     EtcdClient,
     EventType,
@@ -87,6 +88,7 @@ class InformerHooks:
     on_watch_restart: Callable[[str], None] | None = None  # (reason)
     on_cache_size: Callable[[int], None] | None = None
     on_event: Callable[[], None] | None = None
+    """The watch proved itself alive (event, heartbeat, progress notification)."""
 
 
 class Informer(Generic[T]):
@@ -100,7 +102,8 @@ class Informer(Generic[T]):
         name: str = "informer",
         resync_period: float = 600.0,
         page_size: int = 2000,
-        idle_timeout: float = 10.0,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        heartbeat_key: str | None = None,
         hooks: InformerHooks | None = None,
     ) -> None:
         self.client = client
@@ -109,6 +112,8 @@ class Informer(Generic[T]):
         self.resync_period = resync_period
         self.page_size = page_size
         self.idle_timeout = idle_timeout
+        self.heartbeat_key = heartbeat_key
+        """Followed on the watch's stream to prove it alive (see controller.storage.heartbeat)."""
         self.hooks = hooks or InformerHooks()
         self.cache: Indexer[T] = Indexer(indexers=dict(indexers or {}))
         self._decode = decode
@@ -153,16 +158,38 @@ class Informer(Generic[T]):
             self._thread.join(timeout)
 
     def watch_healthy(self, max_silence: float) -> tuple[bool, str]:
-        """False when the watch has not been connected/responsive for `max_silence` seconds."""
+        """False when the watch has not proved itself alive for `max_silence` seconds.
+
+        Proof is an event, a heartbeat, a progress notification or a (re)created stream — never
+        a cancel — so a stream that etcd keeps cancelling, or a black-holed one, fails this
+        check, while a quiet but live one passes.
+        """
         handle = self._watch
         if not self.synced:
             return False, "initial list not finished"
         if handle is None or not handle.alive():
             return False, "watch not running (relisting)"
-        silent = time.monotonic() - handle.last_response_at
-        if not handle.connected and silent > max_silence:
-            return False, f"watch disconnected for {silent:.0f}s (last error: {handle.last_error})"
-        return True, f"watching from revision {handle.next_revision}"
+        silent = handle.silence()
+        if silent > max_silence:
+            state = "connected but silent" if handle.connected else "disconnected"
+            return False, (
+                f"watch {state}: no proof of life for {silent:.0f}s "
+                f"(last error: {handle.last_error})"
+            )
+        return True, f"watching from revision {handle.next_revision} (last proof {silent:.1f}s ago)"
+
+    def watch_live(self) -> tuple[bool, str]:
+        """False from the moment the stream is found dead (no proof within the idle timeout)
+        until a new one is established; for readiness, where an operator looks first."""
+        handle = self._watch
+        if handle is None or not handle.alive():
+            return False, "watch not running (relisting)"
+        if not handle.connected:
+            return False, (
+                f"watch stream down since {handle.silence():.0f}s ago, reconnecting from "
+                f"revision {handle.next_revision} (last error: {handle.last_error})"
+            )
+        return self.watch_healthy(2 * self.idle_timeout)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -247,9 +274,12 @@ class Informer(Generic[T]):
             on_compacted=self._on_compacted,
             idle_timeout=self.idle_timeout,
             name=f"watch {self.name}",
+            heartbeat_key=self.heartbeat_key,
         )
         if self.hooks.on_watch_restart:
             handle.restart_hooks.append(self.hooks.on_watch_restart)
+        if self.hooks.on_event:
+            handle.proof_hooks.append(self.hooks.on_event)
         self._watch = handle
 
     def _on_compacted(self, exc: Compacted) -> None:
@@ -283,8 +313,6 @@ class Informer(Generic[T]):
                 self.cache.update(key, obj)
             kind = EventKind.MODIFIED if existed else EventKind.ADDED
             self._dispatch(InformerEvent(kind, key, obj, ev.revision))
-        if self.hooks.on_event:
-            self.hooks.on_event()
         self._report_size()
 
     def _resync(self) -> None:

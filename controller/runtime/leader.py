@@ -7,6 +7,10 @@ election key. Every write the leader makes carries `Compare(create_revision(key)
 in the same transaction; once the lease has expired (key deleted) or a successor holds the
 key (new create_revision), etcd itself refuses the stale leader's writes.
 
+Side effects outside etcd (cloud API calls) cannot carry that compare, so the elector is also
+an `OwnershipGuard`: `check()` refuses once the lease may have expired by the lease keeper's
+local bound (`LeaseKeeper.remaining()` minus `fence_margin`), see controller.runtime.fencing.
+
 Campaign: grant a lease, create the key if absent (one transaction); otherwise watch the key
 and try again when it is deleted. Loss: the lease keeper reports expiry, or the key changes
 hands; `on_lost` is called once, and the owner should stop (and exit non-zero so the
@@ -21,6 +25,7 @@ import socket
 import threading
 from collections.abc import Callable
 
+from controller.runtime.fencing import NotOwner
 from controller.storage import (
     Compare,
     EtcdClient,
@@ -54,6 +59,9 @@ class LeaderElector:
         self.identity = identity or default_identity()
         self.ttl = ttl
         self._on_change = on_change
+        self.fence_margin = max(1.0, ttl * 0.2)
+        """Seconds of lease validity kept in reserve before a side effect: covers clock-rate
+        drift between us and etcd and the time a call takes to leave this process."""
         self._keeper: LeaseKeeper | None = None
         self._watch: WatchHandle | None = None
         self.token = 0
@@ -72,6 +80,19 @@ class LeaderElector:
         """The guard every leader write must carry (empty when not elected: writes then
         fail on purpose — a non-leader must not write)."""
         return [Compare.create_revision(self.key, self.token or -1)]
+
+    def check(self, action: str) -> None:
+        """`OwnershipGuard`: refuse `action` unless our lease is certainly still valid."""
+        keeper = self._keeper
+        if not self.is_leader or keeper is None:
+            raise NotOwner(f"{action} refused: {self.identity} is not the leader")
+        remaining = keeper.remaining()
+        if remaining < self.fence_margin:
+            raise NotOwner(
+                f"{action} refused: {self.identity} cannot prove its leadership (lease "
+                f"{keeper.id:x} renewed too long ago: {remaining:.1f}s of certain validity "
+                f"left, {self.fence_margin:.1f}s required); another replica may lead by now"
+            )
 
     def campaign(self, stop: threading.Event, retry: float = 1.0) -> bool:
         """Block until elected (True) or `stop` is set (False)."""

@@ -3,7 +3,8 @@
 - Start-up waits for etcd with backoff (a controller started before etcd must not crash-loop).
 - Then informers list and watch; controllers start their workers once the caches are synced.
 - `/healthz` fails when a watch has been dead longer than `watch_dead_after` or a reconcile
-  is stuck; `/readyz` fails until caches are synced and while etcd does not answer.
+  is stuck; `/readyz` fails until caches are synced, while etcd does not answer, and (with
+  a `WriteHealth`) while etcd refuses our writes or raises an alarm.
 - SIGTERM/SIGINT: stop taking work, let in-flight reconciles finish within the grace period,
   exit 0. Every write is one etcd transaction, so stopping can never leave half a write.
 """
@@ -20,7 +21,8 @@ from typing import Any
 from controller.observability.health import HealthRegistry
 from controller.runtime.controller import Controller
 from controller.runtime.leader import LeaderElector
-from controller.storage import EtcdClient, StorageError
+from controller.runtime.write_health import WriteHealth
+from controller.storage import EtcdClient, Heartbeat, StorageError
 
 log = logging.getLogger("controller.runtime.manager")
 
@@ -34,9 +36,14 @@ class Manager:
         shutdown_grace: float = 25.0,
         watch_dead_after: float = 60.0,
         elector: LeaderElector | None = None,
+        write_health: WriteHealth | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.client = client
+        self.heartbeat = heartbeat
+        """Rewritten every few seconds so every informer's watch can prove it is alive."""
         self.elector = elector
+        self.write_health = write_health
         self._exit_code = 0
         if elector is not None:
             elector.on_lost(self._leadership_lost)
@@ -60,9 +67,17 @@ class Manager:
         def synced() -> tuple[bool, str]:
             return (True, "cache synced") if informer.synced else (False, "cache not synced yet")
 
+        def watch_live() -> tuple[bool, str]:
+            # Not ready from the moment a stream is found dead (idle timeout without proof):
+            # this is what an operator sees first; liveness waits for watch_dead_after.
+            if not informer.synced:
+                return False, "initial list not finished"
+            return informer.watch_live()
+
         self.health.add_liveness(f"{controller.name}-watch", watch_alive)
         self.health.add_liveness(f"{controller.name}-workers", controller.healthy)
         self.health.add_readiness(f"{controller.name}-synced", synced)
+        self.health.add_readiness(f"{controller.name}-watch", watch_live)
 
     def stop(self) -> None:
         self._stop.set()
@@ -96,8 +111,15 @@ class Manager:
     def run(self) -> int:
         """Block until stopped; returns the process exit code."""
         self.health.add_readiness("etcd", self.etcd_ready)
+        if self.write_health is not None:
+            self.health.add_readiness("etcd-writes", self.write_health.writes.check)
+            self.health.add_readiness("etcd-alarms", self.write_health.alarms.check)
         if not self._wait_for_etcd():
             return 0
+        if self.write_health is not None:
+            self.write_health.start()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         # Standbys sync their caches too: they are ready (serving metrics and health) and
         # take over with a warm cache the moment they are elected.
         for c in self.controllers:
@@ -146,6 +168,8 @@ class Manager:
 
     def _shutdown(self) -> int:
         started = time.monotonic()
+        if self.write_health is not None:
+            self.write_health.stop()
         for c in self.controllers:
             c.informer.stop()
         clean = True
@@ -162,6 +186,8 @@ class Manager:
             )
         if self.elector is not None and self._exit_code == 0:
             self.elector.resign()  # a standby takes over now, not after the lease TTL
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         return self._exit_code
 
     def _leadership_lost(self) -> None:

@@ -6,6 +6,7 @@ Public API (other code and users' scripts rely on these names):
 
 from __future__ import annotations
 
+from controller.storage.address import EndpointAddress
 from controller.storage.backend import (
     MAX_BATCH_OPS,
     BatchDelete,
@@ -27,12 +28,14 @@ from controller.storage.errors import (
     CorruptValue,
     Fenced,
     InvalidRequest,
+    InvalidSettings,
     NotFound,
     PermissionDenied,
     QuotaExceeded,
     StorageError,
     Unavailable,
 )
+from controller.storage.heartbeat import Heartbeat
 from controller.storage.kv import (
     Compare,
     EventType,
@@ -45,9 +48,10 @@ from controller.storage.kv import (
 )
 from controller.storage.lease import LeaseKeeper
 from controller.storage.transport import Credentials
-from controller.storage.watch import WatchHandle
+from controller.storage.watch import DEFAULT_IDLE_TIMEOUT, WatchHandle
 
 __all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
     "MAX_BATCH_OPS",
     "AlreadyExists",
     "AuthenticationFailed",
@@ -60,11 +64,14 @@ __all__ = [
     "Conflict",
     "CorruptValue",
     "Credentials",
+    "EndpointAddress",
     "EtcdClient",
     "EtcdStorageBackend",
     "EventType",
     "Fenced",
+    "Heartbeat",
     "InvalidRequest",
+    "InvalidSettings",
     "KeyValue",
     "Lease",
     "LeaseKeeper",

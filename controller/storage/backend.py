@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic_core
+
 from controller.resources.selector import parse_selector
 from controller.storage.bulk import gc_paused
 from controller.storage.client import EtcdClient
@@ -85,10 +87,17 @@ def encode_document(value: Document) -> bytes:
 
 
 def decode_document(kv: KeyValue, name: str) -> Document:
-    """Parse a stored value and stamp its resourceVersion; raise CorruptValue naming the key."""
+    """Parse a stored value and stamp its resourceVersion; raise CorruptValue naming the key.
+
+    pydantic-core's parser, not `json.loads`: anyone can put a value under the prefix, and
+    `json.loads` answers a value nested a few thousand levels deep with RecursionError (it
+    killed `labctl get` and watch threads). This parser refuses nesting past a fixed depth
+    (the same one `LabWorker.model_validate_json` uses, so every reader agrees on what is
+    too deep), refuses invalid UTF-8, and is faster besides.
+    """
     try:
-        doc = json.loads(kv.value)
-    except (UnicodeDecodeError, ValueError) as exc:
+        doc = pydantic_core.from_json(kv.value)
+    except ValueError as exc:
         raise CorruptValue(kv.key, f"not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise CorruptValue(kv.key, f"JSON {type(doc).__name__}, not an object")
@@ -214,6 +223,7 @@ class EtcdStorageBackend:
         """Store `value`. If it carries metadata.resourceVersion the write is a CAS on it.
 
         With `ttl` the key lives on a lease and disappears `ttl` seconds after the last write.
+        `Unavailable(maybe_applied=True)`: the write may or may not have landed; re-read.
         """
         key = self._make_key(name)
         lease = self.client.lease_grant(ttl).id if ttl else 0
@@ -245,7 +255,9 @@ class EtcdStorageBackend:
         """Delete; with `expected_version` only if unchanged since (raises Conflict otherwise).
 
         `guards` are extra compares (a leader's fencing token); if one fails: Fenced.
-        Returns False when there was nothing to delete.
+        Returns False when there was nothing to delete. `Unavailable(maybe_applied=True)`: the
+        request reached etcd but no answer came back, so the key may or may not be gone;
+        re-read (never blindly repeat: the name may have been re-created meanwhile).
         """
         key = self._make_key(name)
         if expected_version is None and not guards:

@@ -1,15 +1,21 @@
 """The etcd facade: typed KV, transactions, leases, compaction, over several endpoints.
 
 Failover: a call goes to the current endpoint; when it cannot connect, the next endpoint is
-tried at once, and when every endpoint fails the call backs off (tenacity, jittered) until its
-deadline, then raises `Unavailable`. Reads are retried on any transport failure; writes only
-when the request provably never left (connection refused), because a timed-out write may
-have been applied and only the caller can tell whether repeating it is safe.
+tried at once, and when every endpoint fails the call backs off (jittered) until its deadline,
+then raises `Unavailable`; no attempt and no sleep runs past the deadline.
+
+Reads are retried on any transport failure. Writes — txns, and plain puts and deletes too —
+only when the request provably never left (connection refused, connect timeout): once it may
+have reached etcd, the write may have been applied, and sending it again is not the same as
+sending it once (a re-sent delete can remove an object another client created in between; a
+re-sent put can overwrite a newer value). Such a write raises `Unavailable(maybe_applied=True)`
+and the caller re-reads before deciding again.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,14 +23,8 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
+from controller.storage.address import EndpointAddress, parse_endpoints
 from controller.storage.codec import as_int, encode_bytes, encode_key, prefix_range_end
 from controller.storage.errors import Compacted, Unavailable
 from controller.storage.kv import (
@@ -39,7 +39,12 @@ from controller.storage.kv import (
     decode_op_result,
 )
 from controller.storage.transport import Credentials, Endpoint
-from controller.storage.watch import WatchCallback, WatchHandle, start_watch
+from controller.storage.watch import (
+    DEFAULT_IDLE_TIMEOUT,
+    WatchCallback,
+    WatchHandle,
+    start_watch,
+)
 
 log = logging.getLogger("controller.storage")
 tracer = trace.get_tracer("controller.storage")
@@ -47,6 +52,11 @@ tracer = trace.get_tracer("controller.storage")
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 5.0
+
+_BACKOFF_BASE = 0.05
+_BACKOFF_MAX = 1.0
+_BACKOFF_JITTER = 0.1
+_jitter = random.Random()  # private: callers seeding `random` must not synchronise backoffs
 
 RequestHook = Callable[[str, float, BaseException | None], None]
 
@@ -56,18 +66,18 @@ class EtcdClient:
 
     def __init__(
         self,
-        endpoints: Sequence[str],
+        endpoints: Sequence[str | EndpointAddress],
         *,
         credentials: Credentials | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         pool_size: int = 32,
     ) -> None:
-        if not endpoints:
-            raise ValueError("at least one etcd endpoint (host:port) is required")
         self.credentials = credentials or Credentials()
         self.timeout = timeout
         self._pool_size = pool_size
-        self._addresses = [e.strip() for e in endpoints if e.strip()]
+        # Each endpoint keeps its scheme (TLS or not) down to the socket; InvalidSettings if bad.
+        self._targets = parse_endpoints(endpoints, tls_files=self.credentials.has_tls_files)
+        self._addresses = [a.netloc for a in self._targets]
         self._endpoints: list[Endpoint | None] = [None] * len(self._addresses)
         self._current = 0
         self._lock = threading.Lock()
@@ -94,7 +104,7 @@ class EtcdClient:
             with self._lock:
                 ep = self._endpoints[index]
                 if ep is None:
-                    ep = Endpoint(self._addresses[index], self.credentials, self._pool_size)
+                    ep = Endpoint(self._targets[index], self.credentials, self._pool_size)
                     self._endpoints[index] = ep
         return ep
 
@@ -114,9 +124,13 @@ class EtcdClient:
         body: dict[str, Any],
         *,
         timeout: float | None = None,
-        idempotent: bool = True,
+        idempotent: bool = False,
     ) -> dict[str, Any]:
         """One RPC with failover and retries bounded by `timeout` (the whole call's deadline).
+
+        `idempotent`: sending the request twice has the effect of sending it once (reads), so
+        it may be re-sent after a failure that might have reached etcd. Off by default: a
+        write is re-sent only when it provably never left.
 
         Each call is a client span (`etcd <method>`) and is reported to `request_hooks`
         (duration, error) for metrics.
@@ -144,61 +158,41 @@ class EtcdClient:
     def _call_with_failover(
         self, method: str, body: dict[str, Any], budget: float, idempotent: bool
     ) -> dict[str, Any]:
-        started = time.monotonic()
-        last: list[Unavailable] = []
+        """Try endpoints in turn, backing off between rounds, never past the deadline.
+
+        Every attempt and every backoff sleep is cut to what is left of `budget`, so a call
+        returns or raises within its timeout (plus scheduling noise), however etcd fails.
+        """
+        deadline = time.monotonic() + budget
         # One hung member (SIGSTOPped, mid-election) must not eat the whole deadline: an
         # attempt gets half of it, so the next endpoint still has time to answer.
         per_attempt = budget if budget <= 1.0 else max(1.0, budget / 2)
-
-        def try_current(timeout: float) -> dict[str, Any] | None:
-            index = self._current
-            try:
-                return self._endpoint(index).call(method, body, min(timeout, per_attempt))
-            except Unavailable as exc:
-                if exc.maybe_applied and not idempotent:
-                    raise
-                last.append(exc)
-                self._rotate_from(index)
-                return None
-
-        # Fast path: the current endpoint answers; no retry machinery on the hot path.
-        result = try_current(budget)
-        if result is not None:
-            return result
-        deadline = started + budget
-
-        def retryable(exc: BaseException) -> bool:
-            return isinstance(exc, Unavailable) and (idempotent or not exc.maybe_applied)
-
-        def attempt() -> dict[str, Any]:
+        last: Unavailable | None = None
+        maybe_applied = False
+        backoff = _BACKOFF_BASE
+        while True:
             for _ in range(len(self._addresses)):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                answer = try_current(remaining)
-                if answer is not None:
-                    return answer
-            raise last[-1]
-
-        def give_up(state: RetryCallState) -> dict[str, Any]:
-            exc = last[-1]
-            raise Unavailable(
-                f"etcd unavailable at {', '.join(self._addresses)} for {budget:.1f}s "
-                f"during {method} (last error: {exc})",
-                maybe_applied=any(e.maybe_applied for e in last),
-            ) from exc
-
-        remaining = max(0.0, deadline - time.monotonic())
-        for att in Retrying(
-            retry=retry_if_exception(retryable),
-            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.1),
-            stop=stop_after_delay(remaining),
-            retry_error_callback=give_up,
-            reraise=True,
-        ):
-            with att:
-                return attempt()
-        raise AssertionError("unreachable")  # pragma: no cover
+                index = self._current
+                try:
+                    return self._endpoint(index).call(method, body, min(remaining, per_attempt))
+                except Unavailable as exc:
+                    self._rotate_from(index)
+                    if exc.maybe_applied and not idempotent:
+                        raise _not_retried(method, exc) from exc
+                    last, maybe_applied = exc, maybe_applied or exc.maybe_applied
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(remaining, backoff + _jitter.uniform(0, _BACKOFF_JITTER)))
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+        raise Unavailable(
+            f"etcd unavailable at {', '.join(self._addresses)} for {budget:.1f}s "
+            f"during {method} (last error: {last or 'no time left for an attempt'})",
+            maybe_applied=maybe_applied,
+        ) from last
 
     # -- KV ----------------------------------------------------------------------------------
 
@@ -228,7 +222,7 @@ class EtcdClient:
         if serializable:
             body["serializable"] = True
         try:
-            resp = self.call("/kv/range", body, timeout=timeout)
+            resp = self.call("/kv/range", body, timeout=timeout, idempotent=True)
         except Compacted:
             raise Compacted(revision, 0) from None
         revision_now = as_int(resp["header"].get("revision"))
@@ -269,19 +263,23 @@ class EtcdClient:
     def put(
         self, key: str, value: bytes, *, lease: int = 0, timeout: float | None = None
     ) -> PutResult:
+        """Unconditional put. Not re-sent once it may have reached etcd: a late duplicate
+        would overwrite whatever was written in between (`Unavailable(maybe_applied=True)`)."""
         body: dict[str, Any] = {"key": encode_key(key), "value": encode_bytes(value)}
         if lease:
             body["lease"] = str(lease)
-        resp = self.call("/kv/put", body, timeout=timeout, idempotent=True)
+        resp = self.call("/kv/put", body, timeout=timeout)
         return PutResult(as_int(resp["header"].get("revision")))
 
     def delete(
         self, key: str, range_end: str | None = None, *, timeout: float | None = None
     ) -> DeleteResult:
+        """Unconditional delete. Not re-sent once it may have reached etcd: a duplicate would
+        report 0 deleted for a key it did delete, or delete a key re-created in between."""
         body: dict[str, Any] = {"key": encode_key(key)}
         if range_end is not None:
             body["range_end"] = encode_key(range_end)
-        resp = self.call("/kv/deleterange", body, timeout=timeout, idempotent=True)
+        resp = self.call("/kv/deleterange", body, timeout=timeout)
         return DeleteResult(as_int(resp["header"].get("revision")), as_int(resp.get("deleted")))
 
     def txn(
@@ -298,19 +296,33 @@ class EtcdClient:
             "success": [o.wire for o in success],
             "failure": [o.wire for o in failure],
         }
-        resp = self.call("/kv/txn", body, timeout=timeout, idempotent=False)
+        resp = self.call("/kv/txn", body, timeout=timeout)
         revision = as_int(resp["header"].get("revision"))
         responses = [decode_op_result(r, revision) for r in resp.get("responses") or ()]
         return TxnResult(bool(resp.get("succeeded")), revision, responses)
 
     def compact(self, revision: int, *, physical: bool = True) -> None:
-        self.call("/kv/compaction", {"revision": str(revision), "physical": physical})
+        body = {"revision": str(revision), "physical": physical}
+        self.call("/kv/compaction", body, idempotent=True)
 
     # -- cluster ---------------------------------------------------------------------------
 
     def status(self, *, timeout: float | None = None) -> dict[str, Any]:
         """The current endpoint's status (version, dbSize, leader, raftIndex, revision)."""
-        return self.call("/maintenance/status", {}, timeout=timeout)
+        return self.call("/maintenance/status", {}, timeout=timeout, idempotent=True)
+
+    def alarms(self, *, timeout: float | None = None) -> list[tuple[int, str]]:
+        """The cluster's active alarms as (member ID, alarm name) pairs.
+
+        etcd raises NOSPACE when the backend quota fills and CORRUPT when a member's data
+        diverges; while either is active the whole cluster refuses writes.
+        """
+        body = {"action": "GET", "memberID": "0", "alarm": "NONE"}
+        resp = self.call("/maintenance/alarm", body, timeout=timeout, idempotent=True)
+        return [
+            (as_int(a.get("memberID")), str(a.get("alarm") or "NONE"))
+            for a in resp.get("alarms") or ()
+        ]
 
     def revision(self, key: str = "\0", *, timeout: float | None = None) -> int:
         """The cluster's current revision, by a linearizable read (proves a live quorum).
@@ -331,11 +343,11 @@ class EtcdClient:
         return Lease(as_int(resp.get("ID")), as_int(resp.get("TTL")))
 
     def lease_revoke(self, lease_id: int) -> None:
-        self.call("/kv/lease/revoke", {"ID": str(lease_id)})
+        self.call("/kv/lease/revoke", {"ID": str(lease_id)}, idempotent=True)
 
     def lease_time_to_live(self, lease_id: int) -> int:
         """Remaining seconds; -1 when the lease has expired or never existed."""
-        resp = self.call("/kv/lease/timetolive", {"ID": str(lease_id)})
+        resp = self.call("/kv/lease/timetolive", {"ID": str(lease_id)}, idempotent=True)
         return int(resp.get("TTL") or 0)
 
     def lease_keepalive_once(self, lease_id: int, *, timeout: float | None = None) -> int:
@@ -364,10 +376,15 @@ class EtcdClient:
         start_revision: int = 0,
         prev_kv: bool = False,
         on_compacted: Callable[[Compacted], None] | None = None,
-        idle_timeout: float = 10.0,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         name: str | None = None,
+        heartbeat_key: str | None = None,
     ) -> WatchHandle:
-        """A supervised watch; see `controller.storage.watch`."""
+        """A supervised watch; see `controller.storage.watch`.
+
+        `heartbeat_key`: a key a `Heartbeat` rewrites every few seconds; it is watched on the
+        same stream so that a quiet prefix still proves the connection alive.
+        """
         end = prefix_range_end(key) if prefix else range_end
         return start_watch(
             self,
@@ -379,9 +396,18 @@ class EtcdClient:
             on_compacted=on_compacted,
             idle_timeout=idle_timeout,
             name=name or f"watch {key}",
+            heartbeat_key=heartbeat_key,
         )
 
-    def _open_stream(self, body: dict[str, Any], read_timeout: float) -> tuple[Any, str]:
+    def renew_token(self, address: str) -> None:
+        """Log in again at `address` (a watch was cancelled for an invalid token)."""
+        for index, known in enumerate(self._addresses):
+            if known == address:
+                self._endpoint(index).renew_token(self.timeout)
+
+    def _open_stream(
+        self, body: dict[str, Any] | list[dict[str, Any]], read_timeout: float
+    ) -> tuple[Any, str]:
         """Open a watch stream on the first endpoint that answers (used by the supervisor)."""
         last: Exception | None = None
         for _ in range(len(self._addresses)):
@@ -395,3 +421,11 @@ class EtcdClient:
                 last = exc
                 self._rotate_from(index)
         raise last or Unavailable("no etcd endpoint")
+
+
+def _not_retried(method: str, exc: Unavailable) -> Unavailable:
+    return Unavailable(
+        f"{exc}; the {method} request may have been applied, so it was not re-sent "
+        "(re-read before deciding again)",
+        maybe_applied=True,
+    )

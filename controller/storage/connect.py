@@ -4,31 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from controller.storage.address import EndpointAddress, parse_endpoints
 from controller.storage.client import DEFAULT_TIMEOUT, EtcdClient
 from controller.storage.transport import Credentials
 
-
-def parse_endpoints(endpoints: str | Iterable[str]) -> list[str]:
-    """Accept "h1:2379,h2:2379", ["h1:2379"], or URLs ("https://h1:2379") → host:port list."""
-    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
-    out = []
-    for item in items:
-        item = item.strip()
-        if not item:
-            continue
-        if "://" in item:
-            item = item.split("://", 1)[1]
-        item = item.rstrip("/")
-        if ":" not in item:
-            item += ":2379"
-        out.append(item)
-    if not out:
-        raise ValueError("no etcd endpoint given (expected host:port[,host:port...])")
-    return out
+__all__ = ["connect", "parse_endpoints"]
 
 
 def connect(
-    endpoints: str | Iterable[str],
+    endpoints: str | Iterable[str | EndpointAddress],
     *,
     ca_cert: str | None = None,
     cert: str | None = None,
@@ -38,21 +22,15 @@ def connect(
     timeout: float = DEFAULT_TIMEOUT,
     pool_size: int = 32,
 ) -> EtcdClient:
-    """A client for `endpoints`; nothing is contacted until the first call.
+    """A client for `endpoints` ("h1:2379,h2:2379", a list, or `EndpointAddress`es).
 
-    TLS is on when a CA or client certificate is given (or an endpoint is an https:// URL),
-    and the server certificate is always verified. Username/password log in on first use
-    and again whenever the token expires.
+    Each endpoint's scheme decides TLS: https:// is TLS, verified against `ca_cert` or else
+    the system trust store; http:// is plaintext; a bare host:port is TLS when a CA or client
+    certificate is given. The settings are checked here, and the CA, certificate and key
+    files read: anything unusable raises `InvalidSettings` now. etcd itself is not contacted
+    until the first call. Username/password log in on first use and whenever the token
+    expires.
     """
-    listed = [endpoints] if isinstance(endpoints, str) else list(endpoints)
-    creds = Credentials(
-        ca_cert=ca_cert,
-        cert=cert,
-        key=key,
-        username=username,
-        password=password,
-        use_tls=any("https://" in e for e in listed),
-    )
-    return EtcdClient(
-        parse_endpoints(listed), credentials=creds, timeout=timeout, pool_size=pool_size
-    )
+    creds = Credentials(ca_cert=ca_cert, cert=cert, key=key, username=username, password=password)
+    addresses = parse_endpoints(endpoints, tls_files=creds.has_tls_files)
+    return EtcdClient(addresses, credentials=creds, timeout=timeout, pool_size=pool_size)

@@ -102,3 +102,11 @@ class Fenced(StorageError):
 
     Nothing was written. The writer is no longer the leader and must stop writing.
     """
+
+
+class InvalidSettings(StorageError, ValueError):
+    """The connection settings cannot work; raised at once, because retrying cannot help.
+
+    A malformed endpoint, contradictory TLS settings, an unreadable CA, certificate or key
+    file. Also a ValueError, like any other bad argument.
+    """

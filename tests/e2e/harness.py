@@ -95,7 +95,6 @@ class ControllerProcess:
             "HEALTH_PORT": str(self.health_port),
             "HTTP_HOST": "127.0.0.1",
             "CONTROLLER_WORKERS": "8",
-            "WATCH_IDLE_TIMEOUT": "2",
             **self.env_extra,
         }
         env = base_env(self.etcd, **settings)
@@ -117,6 +116,13 @@ class ControllerProcess:
         except OSError as exc:
             return 0, str(exc)
         return status, body.decode()
+
+    def leader_status(self) -> float:
+        """`leader_election_master_status` from /metrics: 1 leading, 0 standing by, -1 unknown."""
+        for line in self.get("/metrics")[1].splitlines():
+            if line.startswith("leader_election_master_status{"):
+                return float(line.rsplit(" ", 1)[1])
+        return -1.0
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from controller.labworker import SimProvider
 from controller.repository import LabWorkerRepository
 from controller.resources import LabWorker
 from controller.storage import connect
@@ -190,10 +191,9 @@ def test_watch_revision_compacted_while_controller_is_stopped(
 
 
 def test_sigkill_mid_run_never_creates_a_second_instance(
-    etcd: EtcdProcess, controller: ControllerProcess, tmp_path: Path
+    etcd: EtcdProcess, controller: ControllerProcess
 ) -> None:
-    state = tmp_path / "sim-cloud.json"
-    controller.env_extra.update(LAB_SIM_DELAY="2", LAB_SIM_STATE_FILE=str(state))
+    controller.env_extra.update(LAB_SIM_DELAY="2")
     apply(etcd, [worker_manifest(f"s{i:02d}") for i in range(40)])
     controller.start().wait_ready()
     wait_until(
@@ -203,8 +203,7 @@ def test_sigkill_mid_run_never_creates_a_second_instance(
     controller.kill()  # SIGKILL mid-run
     controller.start().wait_ready()
     wait_until(lambda: all_in_phase(etcd, "Ready", 40), timeout=180, what="40 Ready after SIGKILL")
-    record = json.loads(state.read_text())
-    created: dict[str, list[str]] = record["created"]
+    created = SimProvider(connect(etcd.endpoint), PREFIX).created()  # the cloud, in etcd
     uids = {w["metadata"]["uid"] for w in list_workers(etcd, "default")}
     assert set(created) == uids
     assert all(len(ids) == 1 for ids in created.values()), "an instance was created twice"
@@ -288,14 +287,8 @@ def test_two_replicas_with_leader_election_fail_over(etcd: EtcdProcess, tmp_path
         wait_until(lambda: all_in_phase(etcd, "Ready", 10), timeout=60, what="10 Ready")
         second.start()
 
-        def leader_status(ctl: ControllerProcess) -> float:
-            for line in ctl.get("/metrics")[1].splitlines():
-                if line.startswith("leader_election_master_status{"):
-                    return float(line.rsplit(" ", 1)[1])
-            return -1.0
-
-        wait_until(lambda: leader_status(second) == 0.0, what="the second replica standing by")
-        assert leader_status(first) == 1.0
+        wait_until(lambda: second.leader_status() == 0.0, what="the second replica standing by")
+        assert first.leader_status() == 1.0
         first.kill()  # SIGKILL: no resignation; the standby waits out the lease TTL
         apply(etcd, [worker_manifest(f"h{i}") for i in range(10, 15)])
         wait_until(
@@ -303,7 +296,7 @@ def test_two_replicas_with_leader_election_fail_over(etcd: EtcdProcess, tmp_path
             timeout=90,
             what="the standby taking over and converging new workers",
         )
-        assert leader_status(second) == 1.0
+        assert second.leader_status() == 1.0
         assert second.terminate() == 0
     finally:
         first.kill()

@@ -164,7 +164,12 @@ def test_no_secret_reaches_a_log_line(etcd: EtcdProcess, controller: ControllerP
 def test_health_follows_the_watch_and_readiness_follows_the_cache(
     etcd: EtcdProcess, controller: ControllerProcess
 ) -> None:
-    controller.env_extra.update(WATCH_IDLE_TIMEOUT="1", WATCH_DEAD_AFTER="3", ETCD_TIMEOUT="1")
+    controller.env_extra.update(
+        WATCH_IDLE_TIMEOUT="1",
+        WATCH_HEARTBEAT_INTERVAL="0.3",
+        WATCH_DEAD_AFTER="3",
+        ETCD_TIMEOUT="1",
+    )
     etcd.stop()  # the controller starts before etcd: it waits, alive but not ready
     controller.start()
     wait_until(lambda: controller.get("/healthz")[0] == 200, what="/healthz answering")

@@ -7,8 +7,11 @@ import threading
 
 import pytest
 
+from controller.labworker.fenced import FencedProvider
+from controller.labworker.sim import SimProvider
 from controller.repository import LabWorkerRepository
-from controller.resources import LabWorker
+from controller.resources import InstanceSpec, LabWorker
+from controller.runtime.fencing import NotOwner
 from controller.runtime.leader import LeaderElector
 from controller.storage import Fenced, connect
 from tests.etcdproc import EtcdProcess, wait_until
@@ -82,3 +85,45 @@ def test_losing_the_key_is_noticed(etcd: EtcdProcess) -> None:
     etcd.etcdctl("del", KEY)  # an operator (or a bug) removes the election key
     assert lost.wait(10)
     assert not elector.is_leader
+
+
+def test_a_stalled_leader_is_refused_side_effects_before_its_lease_can_expire(
+    etcd: EtcdProcess,
+) -> None:
+    """Cloud calls cannot carry an etcd compare: the local lease bound must refuse them first."""
+    client = connect(etcd.endpoint)
+    elector = LeaderElector(client, KEY, identity="stalling", ttl=3)
+    assert elector.campaign(threading.Event())
+    sim = SimProvider(client, "/lab-resource-manager", step_delay=0)
+    refused: list[str] = []
+    provider = FencedProvider(sim, elector, on_refused=refused.append)
+    assert provider.provision("uid-1", "w1", InstanceSpec()).instance_id  # leader: allowed
+
+    # The leader stalls: its lease is no longer renewed (a GC pause, SIGSTOP, a partition).
+    assert elector._keeper is not None
+    elector._keeper._stop.set()
+
+    def start_refused() -> bool:
+        try:
+            provider.start("uid-1")  # idempotent on a running instance: a harmless probe
+        except NotOwner:
+            return True
+        return False
+
+    wait_until(start_refused, timeout=10, what="side effects to be refused")
+    # The refusal came while the election key still exists: before etcd could expire the lease
+    # and elect a successor, so the two leaders' cloud calls never overlap.
+    assert etcd.get_raw(KEY) is not None
+    assert elector.is_leader, "it has not noticed the loss yet: only the bound protects us"
+    for call in (
+        lambda: provider.provision("uid-2", "w2", InstanceSpec()),
+        lambda: provider.stop("uid-1"),
+        lambda: provider.terminate("uid-1"),
+        lambda: provider.license("uid-1", None),
+    ):
+        with pytest.raises(NotOwner):
+            call()
+    assert sim.describe("uid-2") is None, "a refused provision never reached the cloud"
+    assert set(refused) == {"start", "provision", "stop", "terminate", "license"}
+    assert provider.describe("uid-1") is not None  # reads are not side effects
+    elector.resign()

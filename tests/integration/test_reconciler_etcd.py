@@ -42,8 +42,8 @@ def repository(etcd: EtcdProcess) -> LabWorkerRepository:
 
 
 @pytest.fixture
-def sim() -> SimProvider:
-    return SimProvider(step_delay=0.0, seed=11)
+def sim(repository: LabWorkerRepository) -> SimProvider:
+    return SimProvider(repository.backend.client, "/reconciler-test", step_delay=0.0, seed=11)
 
 
 @pytest.fixture
@@ -316,7 +316,9 @@ def test_transient_provider_errors_are_retried_without_writing(
     repository: LabWorkerRepository, etcd: EtcdProcess
 ) -> None:
     key = create(repository, "unlucky")
-    flaky = SimProvider(step_delay=0.0, failure_rate=1.0)
+    flaky = SimProvider(
+        repository.backend.client, "/reconciler-test", step_delay=0.0, failure_rate=1.0
+    )
     reconciler = LabWorkerReconciler(repository, flaky)
     reconciler.reconcile(key)  # -> Pending: no provider call yet
     reconciler.reconcile(key)  # -> Provisioning

@@ -543,12 +543,100 @@ def test_k8s_controller_env_names_are_known() -> None:
     assert not names - known, f"{sorted(names - known)} not in deployment/env-vars.txt"
 
 
-def test_k8s_etcd_credentials_come_from_an_optional_secret() -> None:
-    env = {e["name"]: e for e in _controller_container()["env"]}
-    for name in ("ETCD_USERNAME", "ETCD_PASSWORD"):
-        ref = env[name]["valueFrom"]["secretKeyRef"]
-        assert ref["optional"] is True, f"{name}: a cluster without etcd auth must still start"
-    assert not {"ETCD_USERNAME", "ETCD_PASSWORD"} & set(_controller_config())
+def test_k8s_etcd_password_is_a_file_from_an_optional_secret() -> None:
+    # Never an environment value (kubectl describe, crash dumps, child processes show those).
+    env = {e["name"] for e in _controller_container().get("env", [])}
+    assert not {"ETCD_PASSWORD", "ETCD_USERNAME"} & env
+    assert "ETCD_PASSWORD" not in _controller_config()
+    volumes = {
+        v["name"]: v for v in _controller_deployment()["spec"]["template"]["spec"]["volumes"]
+    }
+    mounts = {m["name"]: m for m in _controller_container()["volumeMounts"]}
+    auth = volumes["etcd-auth"]["secret"]
+    assert auth["secretName"] == f"{OWN_IMAGE}-etcd"
+    assert auth["optional"] is True, "a cluster without etcd auth must still start"
+    assert mounts["etcd-auth"]["readOnly"] is True
+    # The ConfigMap's instructions point ETCD_PASSWORD_FILE into that mount.
+    configmap = (KUBERNETES / "configmap.yaml").read_text()
+    assert f"ETCD_PASSWORD_FILE: {mounts['etcd-auth']['mountPath']}/password" in configmap
+
+
+# -- the aws variant ----------------------------------------------------------------------------
+
+AWS_OVERLAY = KUBERNETES / "aws"
+AWS_COMPOSE = DEPLOYMENT / "docker-compose.aws.yml"
+
+
+def _overlay_patches() -> dict[str, dict[str, Any]]:
+    kustomization = yaml.safe_load((AWS_OVERLAY / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["../"]
+    files = [p["path"] for p in kustomization["patches"] if "path" in p]
+    assert all((AWS_OVERLAY / f).is_file() for f in files)
+    assert {p.name for p in AWS_OVERLAY.glob("*.yaml")} - {"kustomization.yaml"} == set(files)
+    return {doc["kind"]: doc for f in files for doc in _load_yaml_documents(AWS_OVERLAY / f)}
+
+
+def test_aws_overlay_selects_the_aws_provider_with_known_settings() -> None:
+    data = _overlay_patches()["ConfigMap"]["data"]
+    assert data["LAB_PROVIDER"] == "aws"
+    unknown = set(data) - _known_env_vars()
+    assert not unknown, f"{sorted(unknown)} not in deployment/env-vars.txt"
+    from controller.labworker.plugins import find
+
+    declared = {setting.env for setting in find("aws").settings}
+    assert set(data) - {"LAB_PROVIDER"} <= declared, "only the aws plug-in's own settings"
+    assert not any("PASSWORD" in k and not k.endswith("_FILE") for k in data), "no secret values"
+
+
+def test_aws_overlay_uses_irsa_and_mounts_every_secret_as_a_read_only_file() -> None:
+    patches = _overlay_patches()
+    annotations = patches["ServiceAccount"]["metadata"]["annotations"]
+    assert annotations["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    data = patches["ConfigMap"]["data"]
+    pod = patches["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "env" not in container, "secrets come as files, never as environment values"
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert all(m["readOnly"] is True for m in mounts.values())
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for setting in ("LAB_SECRETS_DIR", "LAB_CML_PASSWORD_FILE", "LAB_CML_CA_CERT"):
+        path = Path(data[setting])
+        directory = str(path if setting == "LAB_SECRETS_DIR" else path.parent)
+        assert directory in mounts, f"{setting}={path} is not under a mounted volume"
+        assert mounts[directory]["name"] in volumes
+    for name in ("lab-licenses", "lab-cml-admin"):
+        assert "secret" in volumes[name], f"{name}: a Secret, not a ConfigMap"
+
+
+def test_aws_overlay_patches_match_the_kubernetes_schema() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    version = kubernetes_validate.utils.latest_version()
+    patches = _overlay_patches()
+    # Patches are partial objects; the complete ones must still be valid.
+    for kind in ("ServiceAccount", "ConfigMap"):
+        kubernetes_validate.validate(patches[kind], version, strict=True)
+
+
+def test_aws_compose_override_sets_known_settings_and_mounts_secrets_as_files() -> None:
+    compose = _compose(AWS_COMPOSE)
+    controller = compose["services"]["controller"]
+    env = _service_env(controller)
+    assert env["LAB_PROVIDER"] == "aws"
+    assert not set(env) - _known_env_vars()
+    assert not any("PASSWORD" in k and not k.endswith("_FILE") for k in env)
+    declared = set(compose["secrets"])
+    assert set(controller["secrets"]) == declared
+    run_secrets = {f"/run/secrets/{name}" for name in declared}
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] in run_secrets
+    assert env["LAB_CML_PASSWORD_FILE"] in run_secrets
+    (volume,) = controller["volumes"]
+    assert volume.endswith(f":{env['LAB_SECRETS_DIR']}:ro")
+    # The placeholders the defaults point at exist (and say they are placeholders).
+    for default in re.findall(r"\$\{\w+:-(\./[^}]+)\}", AWS_COMPOSE.read_text()):
+        path = DEPLOYMENT / default
+        assert path.exists(), default
+        files = [path] if path.is_file() else list(path.iterdir())
+        assert files and all("REPLACE_ME" in f.read_text() for f in files)
 
 
 def test_k8s_pods_are_locked_down() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import socket
+import struct
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +23,7 @@ from controller.observability import (
     start_http_server,
     start_observability_servers,
 )
+from tests.etcdproc import wait_until
 
 
 class FakeClock:
@@ -223,3 +226,36 @@ def test_a_taken_port_is_reported_with_the_address(servers: list[HttpServer]) ->
     servers.append(taken)
     with pytest.raises(OSError, match=f"127.0.0.1:{taken.port}"):
         start_http_server("127.0.0.1", taken.port, metrics_routes(CollectorRegistry()))
+
+
+def _request_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if "process_request_thread" in t.name]
+
+
+def test_clients_hanging_up_early_leave_no_traceback_and_the_server_serves_on(
+    servers: list[HttpServer], capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A response larger than the socket buffers: the server is still writing when the
+    # client's RST arrives (BrokenPipe / ConnectionReset), as with a probe that timed out.
+    served: list[str] = []
+
+    def big(request: Request) -> Response:
+        served.append(request.path)
+        return Response(200, b"# metrics\n" * 300_000)
+
+    server = start_http_server(
+        "127.0.0.1", 0, {"/metrics": big, "/hi": lambda _r: Response(200, b"hi")}
+    )
+    servers.append(server)
+    for path in ("/metrics", "/hi") * 5:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(f"GET {path} HTTP/1.1\r\nHost: probe\r\n\r\n".encode())
+        # Linger 0: close() sends RST at once instead of a graceful FIN.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+    wait_until(lambda: not _request_threads(), what="the hung-up requests to finish")
+
+    assert get(server, "/hi") == (200, "text/plain; charset=utf-8", "hi")
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    assert "ConnectionResetError" not in captured.err and "BrokenPipeError" not in captured.err

@@ -1,4 +1,4 @@
-"""The phase machine must allow exactly the moves of DESIGN §4, transcribed here by hand."""
+"""The phase machine must allow exactly the moves of the phase table in docs/architecture.md, transcribed here by hand."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from controller.resources.phase import (
 P = Phase
 EVERY_PHASE = tuple(Phase)
 
-# One entry per (from, to) the DESIGN §4 table lists, written independently of phase.py.
+# One entry per (from, to) the docs/architecture.md phase table lists, written independently of phase.py.
 DESIGN_TABLE: list[tuple[Phase | None, Phase]] = [
     (None, P.PENDING),
     (P.PENDING, P.PROVISIONING),

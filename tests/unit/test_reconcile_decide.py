@@ -1,4 +1,4 @@
-"""`decide` against DESIGN §4: every row of the phase table, the refusals, conditions,
+"""`decide` against the phase table (docs/architecture.md): every row of the phase table, the refusals, conditions,
 observedGeneration, deletion from every phase, phase timeouts and determinism."""
 
 from __future__ import annotations

@@ -429,3 +429,10 @@ def test_conditions_round_trip_through_status() -> None:
         }
     ]
     assert LabWorker.from_dict(stored) == worker
+
+
+@pytest.mark.parametrize("ref", ["../etc/passwd", "a/b", ".", "..", "-lead", "x" * 254, "tr ail"])
+def test_a_license_secret_ref_is_a_plain_name_refused_at_apply_time(ref: str) -> None:
+    doc = {"metadata": {"name": "w"}, "spec": {"labTrack": "t", "host": {"licenseSecretRef": ref}}}
+    with pytest.raises(ValidationError):
+        LabWorker.model_validate(doc)
