@@ -195,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "AWS_CONFIG_FILE": "/dev/null",
                 "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
                 "LAB_SIM_DELAY": "0",
+                # Count from apply to Ready only: no periodic re-check of workers that are
+                # Ready long before the last one (that is steady-state cost, not convergence).
+                "HEALTH_CHECK_INTERVAL": "3600",
                 "LAB_AWS_SUBNET_ID": network["subnet"],
                 "LAB_AWS_SECURITY_GROUP_IDS": network["security_group"],
                 "LAB_AWS_KEY_NAME": network["key_name"],

@@ -110,11 +110,19 @@ class LeaderElector:
         keeper = LeaseKeeper(
             self.client, self.ttl, on_expired=lambda _id: self._lose("lease expired")
         )
-        result = self.client.txn(
-            [Compare.absent(self.key)],
-            [Op.put(self.key, self.identity.encode(), keeper.id)],
-            [Op.get(self.key)],
-        )
+        try:
+            result = self.client.txn(
+                [Compare.absent(self.key)],
+                [Op.put(self.key, self.identity.encode(), keeper.id)],
+                [Op.get(self.key)],
+            )
+        except StorageError:
+            # The outcome may be unknown (maybe_applied): had the key been created, it would
+            # sit under a lease we keep alive without knowing we lead, and every campaign —
+            # ours included — would wait for a vacancy that never comes. Revoking the lease
+            # deletes such a key; the next attempt starts clean.
+            keeper.revoke()
+            raise
         if not result.succeeded:
             keeper.revoke()
             holder = result.responses[0].kvs[0].value.decode() if result.responses[0].kvs else "?"  # type: ignore[union-attr]

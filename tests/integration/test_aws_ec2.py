@@ -15,7 +15,7 @@ import pytest
 
 from controller.labworker.aws.cml import CmlClient, CmlSettings
 from controller.labworker.aws.ec2 import TAG_UID, Ec2Instances, settings_from
-from controller.labworker.aws.provider import AwsProvider
+from controller.labworker.aws.provider import ADDRESS_TTL, AwsProvider
 from controller.labworker.provider import (
     InstanceState,
     LicenseSecretMissing,
@@ -301,3 +301,27 @@ def test_license_with_a_missing_secret(
     with pytest.raises(LicenseSecretMissing, match="'absent' not found"):
         provider.license(uid, "absent")
     assert not any(h.registrations for h in cml_server.hosts().values())
+
+
+def test_a_booting_host_is_polled_without_asking_ec2_each_time(
+    ec2: Ec2TestServer, network: dict[str, str], image: str
+) -> None:
+    """CML boots for minutes after EC2 says running; each look at it must not cost a
+    DescribeInstances (the issue's budget is 6 EC2 calls per worker from apply to Ready)."""
+    now = [1000.0]
+    with CmlServer(listening=False) as booting:  # refuses connections: the host is booting
+        cml_settings = CmlSettings(url_template=booting.url_template, password=DEFAULT_PASSWORD)
+        provider = AwsProvider(make(network), CmlClient(cml_settings), None, clock=lambda: now[0])
+        uid = new_uid()
+        provider.provision(uid, "w", InstanceSpec(image=image))
+        running = provider.describe(uid)
+        assert running is not None and running.address is not None
+        before = ec2.calls()["DescribeInstances"]
+        for _ in range(30):  # five minutes of 10 s boot polls, as the Starting phase does
+            assert provider.describe(uid) == running
+            assert not provider.host_health(uid).ready
+            now[0] += 9.9
+        assert ec2.calls()["DescribeInstances"] == before, "the running answer stood in"
+        now[0] += ADDRESS_TTL
+        provider.describe(uid)
+        assert ec2.calls()["DescribeInstances"] == before + 1, "and expires after ADDRESS_TTL"

@@ -4,6 +4,7 @@ stale leader's writes refused by etcd itself."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from controller.repository import LabWorkerRepository
 from controller.resources import InstanceSpec, LabWorker
 from controller.runtime.fencing import NotOwner
 from controller.runtime.leader import LeaderElector
-from controller.storage import Fenced, connect
+from controller.storage import EtcdClient, Fenced, Unavailable, connect
 from tests.etcdproc import EtcdProcess, wait_until
 
 KEY = "/lab-resource-manager/leader/labworker-controller"
@@ -127,3 +128,37 @@ def test_a_stalled_leader_is_refused_side_effects_before_its_lease_can_expire(
     assert set(refused) == {"start", "provision", "stop", "terminate", "license"}
     assert provider.describe("uid-1") is not None  # reads are not side effects
     elector.resign()
+
+
+class _LosesOneTxnAnswer(EtcdClient):
+    """A real client whose first txn applies in etcd but whose answer is lost on the way
+    back, exactly as a dropped response looks to the caller (the proxy cannot pick one RPC)."""
+
+    lost = False
+
+    def txn(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().txn(*args, **kwargs)
+        if not self.lost:
+            self.lost = True
+            raise Unavailable("answer lost", maybe_applied=True)
+        return result
+
+
+def test_a_campaign_whose_acquire_answer_is_lost_does_not_wedge_the_election(
+    etcd: EtcdProcess,
+) -> None:
+    client = _LosesOneTxnAnswer([etcd.endpoint])
+    elector = LeaderElector(client, KEY, identity="unlucky", ttl=3)
+    stop = threading.Event()
+    won = threading.Event()
+    t = threading.Thread(target=lambda: elector.campaign(stop, retry=0.2) and won.set())
+    t.start()
+    try:
+        # The lost answer created the key; the elector, not knowing, must not leave it held by
+        # a lease it keeps alive: it revokes and campaigns again, and wins.
+        assert won.wait(15), "the election wedged on an orphaned election key"
+        assert elector.is_leader and etcd.get_raw(KEY) == b"unlucky"
+    finally:
+        stop.set()
+        t.join(10)
+        elector.resign()

@@ -34,6 +34,7 @@ from tests.dockerfile import (
 
 DEPLOYMENT = REPO_ROOT / "deployment"
 KUBERNETES = DEPLOYMENT / "kubernetes"
+KUBERNETES_BASE = KUBERNETES / "base"
 COMPOSE_FILES = [DEPLOYMENT / "docker-compose.yml", DEPLOYMENT / "docker-compose.cluster.yml"]
 ENV_VARS_FILE = DEPLOYMENT / "env-vars.txt"
 OWN_IMAGE = "lab-resource-controller"
@@ -116,7 +117,7 @@ def _command_flags(command: list[str]) -> dict[str, str]:
 
 def _k8s_documents() -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
-    for path in sorted(KUBERNETES.glob("*.yaml")):
+    for path in sorted(KUBERNETES_BASE.glob("*.yaml")):
         if path.name != "kustomization.yaml":
             documents.extend(_load_yaml_documents(path))
     return documents
@@ -132,7 +133,7 @@ def _k8s(kind: str, name: str | None = None) -> list[dict[str, Any]]:
 
 def _one_k8s(kind: str, name: str) -> dict[str, Any]:
     found = _k8s(kind, name)
-    assert len(found) == 1, f"expected exactly one {kind}/{name} in deployment/kubernetes"
+    assert len(found) == 1, f"expected exactly one {kind}/{name} in deployment/kubernetes/base"
     return found[0]
 
 
@@ -472,11 +473,20 @@ def test_cluster_compose_runs_three_members_of_one_cluster() -> None:
 
 
 def test_kustomization_lists_every_manifest_and_only_existing_files() -> None:
-    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    kustomization = yaml.safe_load((KUBERNETES_BASE / "kustomization.yaml").read_text())
     listed = kustomization["resources"]
-    assert all((KUBERNETES / name).is_file() for name in listed)
-    on_disk = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+    assert all((KUBERNETES_BASE / name).is_file() for name in listed)
+    on_disk = {p.name for p in KUBERNETES_BASE.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(listed) == on_disk
+
+
+def test_default_kustomization_is_the_base_alone() -> None:
+    # `kubectl apply -k deployment/kubernetes` deploys the sim provider, unpatched; the
+    # manifests cannot live next to it, as kustomize refuses an overlay below its base.
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["base"]
+    assert set(kustomization) == {"apiVersion", "kind", "resources"}
+    assert {p.name for p in KUBERNETES.glob("*.yaml")} == {"kustomization.yaml"}
 
 
 def test_k8s_images_are_pinned_and_ours_carries_the_project_version() -> None:
@@ -484,7 +494,7 @@ def test_k8s_images_are_pinned_and_ours_carries_the_project_version() -> None:
         for container in _containers(workload):
             assert is_pinned(container["image"]), container["image"]
     assert image_tag(_controller_container()["image"]) == _project_version()
-    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    kustomization = yaml.safe_load((KUBERNETES_BASE / "kustomization.yaml").read_text())
     own = [i for i in kustomization.get("images", []) if i["name"] == OWN_IMAGE]
     assert all(i["newTag"] == _project_version() for i in own)
 
@@ -492,7 +502,7 @@ def test_k8s_images_are_pinned_and_ours_carries_the_project_version() -> None:
 def test_k8s_controller_replicas_elect_a_leader() -> None:
     # More than one replica is only safe with leader election (fenced writes) switched on.
     spec = _controller_deployment()["spec"]
-    config = yaml.safe_load((KUBERNETES / "configmap.yaml").read_text())["data"]
+    config = yaml.safe_load((KUBERNETES_BASE / "configmap.yaml").read_text())["data"]
     assert spec["replicas"] == 1 or config.get("LEADER_ELECT") == "true"
     if spec["strategy"]["type"] == "RollingUpdate":
         assert config.get("LEADER_ELECT") == "true"
@@ -557,7 +567,7 @@ def test_k8s_etcd_password_is_a_file_from_an_optional_secret() -> None:
     assert auth["optional"] is True, "a cluster without etcd auth must still start"
     assert mounts["etcd-auth"]["readOnly"] is True
     # The ConfigMap's instructions point ETCD_PASSWORD_FILE into that mount.
-    configmap = (KUBERNETES / "configmap.yaml").read_text()
+    configmap = (KUBERNETES_BASE / "configmap.yaml").read_text()
     assert f"ETCD_PASSWORD_FILE: {mounts['etcd-auth']['mountPath']}/password" in configmap
 
 
@@ -569,7 +579,7 @@ AWS_COMPOSE = DEPLOYMENT / "docker-compose.aws.yml"
 
 def _overlay_patches() -> dict[str, dict[str, Any]]:
     kustomization = yaml.safe_load((AWS_OVERLAY / "kustomization.yaml").read_text())
-    assert kustomization["resources"] == ["../"]
+    assert kustomization["resources"] == ["../base"]
     files = [p["path"] for p in kustomization["patches"] if "path" in p]
     assert all((AWS_OVERLAY / f).is_file() for f in files)
     assert {p.name for p in AWS_OVERLAY.glob("*.yaml")} - {"kustomization.yaml"} == set(files)
@@ -700,21 +710,72 @@ def test_k8s_manifests_match_the_kubernetes_schema() -> None:
         kubernetes_validate.validate(document, version, strict=True)
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-def test_kustomize_renders_everything_into_one_namespace() -> None:
+def _kustomize(directory: Path) -> list[dict[str, Any]]:
     rendered = subprocess.run(
-        ["kubectl", "kustomize", str(KUBERNETES)],
+        ["kubectl", "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
-    ).stdout
-    documents = [d for d in yaml.safe_load_all(rendered) if d]
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return [d for d in yaml.safe_load_all(rendered.stdout) if d]
+
+
+def _rendered(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == OWN_IMAGE]
+    return found
+
+
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl")
+
+
+@needs_kubectl
+def test_kustomize_renders_everything_into_one_namespace() -> None:
+    documents = _kustomize(KUBERNETES)
     assert len(documents) == len(_k8s_documents())
     namespace = _one_k8s("Namespace", OWN_IMAGE)["metadata"]["name"]
     for document in documents:
         if document["kind"] != "Namespace":
             assert document["metadata"]["namespace"] == namespace
+
+
+@needs_kubectl
+def test_kustomize_renders_the_aws_variant_as_the_base_plus_its_settings_and_secret_files() -> None:
+    documents = _kustomize(AWS_OVERLAY)
+    base = _kustomize(KUBERNETES)
+    assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
+        (d["kind"], d["metadata"]["name"]) for d in base
+    ], "the overlay patches; it adds or drops no object"
+    namespace = _one_k8s("Namespace", OWN_IMAGE)["metadata"]["name"]
+    assert all(d["metadata"].get("namespace", namespace) == namespace for d in documents)
+
+    account = _rendered(documents, "ServiceAccount")
+    assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+    assert account["automountServiceAccountToken"] is False, "IRSA needs no API token"
+    config = _rendered(documents, "ConfigMap")["data"]
+    assert config["LAB_PROVIDER"] == "aws" and "LAB_SIM_DELAY" not in config
+    assert not set(config) - _known_env_vars()
+    assert config["ETCD_ENDPOINTS"] == _controller_config()["ETCD_ENDPOINTS"]
+
+    pod = _rendered(documents, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # The base's own mounts survive the strategic merge, the aws ones are added.
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    base_mounts = {m["mountPath"]: m["name"] for m in _controller_container()["volumeMounts"]}
+    assert base_mounts.items() <= mounts.items()
+    volumes = {v["name"] for v in pod["volumes"]}
+    assert set(mounts.values()) <= volumes
+    for setting in ("LAB_SECRETS_DIR", "LAB_CML_PASSWORD_FILE", "LAB_CML_CA_CERT"):
+        path = Path(config[setting])
+        assert any(path == Path(m) or Path(m) in path.parents for m in mounts), setting
+    env_names = {e["name"] for e in container.get("env", [])}
+    assert not {n for n in env_names if "PASSWORD" in n or "SECRET" in n or "TOKEN" in n}
+
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    version = kubernetes_validate.utils.latest_version()
+    for document in documents:
+        kubernetes_validate.validate(document, version, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------

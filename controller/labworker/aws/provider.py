@@ -36,7 +36,11 @@ from controller.resources import DEFAULT_NAMESPACE, InstanceSpec
 log = logging.getLogger("controller.labworker.aws")
 
 ADDRESS_TTL: Final = 300.0
-"""Seconds a describe's answer may stand in for another before host_health/license."""
+"""Seconds a describe's answer that the instance RUNS stands in for another (describe,
+host_health, license). A metal host's CML boots for minutes while the reconciler looks every
+LAB_CML_BOOT_POLL seconds; asking EC2 each time would cost dozens of DescribeInstances per
+worker for an answer that does not change. The price: an instance stopped behind the
+controller's back is noticed within this long (its host stops answering at once anyway)."""
 
 
 class AwsProvider:
@@ -67,6 +71,9 @@ class AwsProvider:
         return self._note(uid, self.ec2.provision(uid, name, spec, namespace=namespace))
 
     def describe(self, uid: str) -> Instance | None:
+        remembered = self._recently_running(uid)
+        if remembered is not None:
+            return remembered
         instance = self.ec2.describe(uid)
         if instance is None:
             self._forget(uid)
@@ -97,10 +104,7 @@ class AwsProvider:
                 hosted_labs=0,
                 ready_in=instance.ready_in if instance is not None else None,
             )
-        health = self.cml.health(instance.address)
-        if not health.ready:
-            self._forget(uid)  # maybe stopped behind our back: look it up next time
-        return health
+        return self.cml.health(instance.address)
 
     def license(self, uid: str, secret_ref: str | None) -> bool:
         token = read_license_token(self.secrets_dir, secret_ref)
@@ -111,14 +115,16 @@ class AwsProvider:
 
     # -- the address memo -----------------------------------------------------------------------
 
-    def _running(self, uid: str) -> Instance | None:
-        """The instance if it runs, from the memo when recent, else from EC2."""
+    def _recently_running(self, uid: str) -> Instance | None:
         with self._lock:
             seen = self._seen.get(uid)
-        if seen is not None and self._clock() - seen[0] <= self.address_ttl:
-            remembered = seen[1]
-            if remembered.state is InstanceState.RUNNING:
-                return remembered
+        fresh = seen is not None and self._clock() - seen[0] <= self.address_ttl
+        if seen is not None and fresh and seen[1].state is InstanceState.RUNNING:
+            return seen[1]
+        return None
+
+    def _running(self, uid: str) -> Instance | None:
+        """The instance if it runs, from the memo when recent, else from EC2."""
         instance = self.describe(uid)
         if instance is None or instance.state is not InstanceState.RUNNING:
             return None
