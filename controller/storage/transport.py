@@ -21,6 +21,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -184,14 +185,17 @@ class Endpoint:
         # Unary calls go straight to the urllib3 pool under etcd3-py's requests session
         # (same sockets, same TLS context): requests' per-call machinery costs ~0.4 ms of
         # CPU, more than etcd itself spends on a small txn.
-        headers = self._headers(timeout)
+        started = time.monotonic()
+        headers = self._headers(timeout)  # may log in first: that time counts too
+        remaining = max(0.001, timeout - (time.monotonic() - started))
         try:
             resp = self._pool.urlopen(
                 "POST",
                 self._path + method,
                 body=json.dumps(body),
                 headers=headers,
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                # `total`, not connect + read: a slow connect must not double the deadline.
+                timeout=urllib3.Timeout(total=remaining),
                 retries=False,
                 preload_content=True,
             )
