@@ -131,9 +131,38 @@ class EtcdProcess:
         self.proc = subprocess.Popen(self.args(), stdout=log, stderr=log)
 
     def start(self, timeout: float = 30.0) -> EtcdProcess:
-        self.spawn()
-        self.wait_healthy(timeout)
-        return self
+        """Spawn and wait until healthy. A "free" port can be taken by a parallel test between
+        choosing it and etcd binding it: then a single member's FIRST start tries again on
+        fresh ports (a restart must come back where its clients look; a cluster's members
+        name each other's ports)."""
+        first_start = self.proc is None
+        for attempt in range(3):
+            self.spawn()
+            if self._wait_started(timeout):
+                return self
+            movable = first_start and self.initial_cluster is None and attempt < 2
+            if not (movable and "address already in use" in self._log_text()):
+                raise RuntimeError(f"etcd {self.name} exited; see {self._log_path()}")
+            self.client_port, self.peer_port = free_port(), free_port()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_started(self, timeout: float) -> bool:
+        """True once healthy; False if the process exited first."""
+        assert self.proc is not None
+        proc = self.proc
+        wait_until(
+            lambda: proc.poll() is not None or self.healthy(),
+            timeout=timeout,
+            what=f"etcd {self.name} at {self.url} healthy",
+        )
+        return proc.poll() is None
+
+    def _log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.name}.log"
+
+    def _log_text(self) -> str:
+        path = self._log_path()
+        return path.read_text(errors="replace").lower() if path.exists() else ""
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         wait_until(self.healthy, timeout=timeout, what=f"etcd {self.name} at {self.url} healthy")

@@ -211,13 +211,19 @@ def build_provider(settings: Settings, client: EtcdClient, identity: str) -> Lab
 
 def start_servers(app: App) -> list[HttpServer]:
     s = app.settings
-    servers = start_observability_servers(
-        app.health,
-        app.registry,
-        host=s.http_host,
-        metrics_port=s.metrics_port,
-        health_port=s.health_port,
-    )
+    try:
+        servers = start_observability_servers(
+            app.health,
+            app.registry,
+            host=s.http_host,
+            metrics_port=s.metrics_port,
+            health_port=s.health_port,
+        )
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        raise ConfigError(
+            f"{exc.strerror or exc}: set METRICS_PORT / HEALTH_PORT (or HTTP_HOST) to a free "
+            "port on this host"
+        ) from None
     for server in servers:
         log.info("serving %s on http://%s:%d", ", ".join(server.paths), s.http_host, server.port)
     return servers

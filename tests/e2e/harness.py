@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.etcdproc import EtcdProcess, free_port, http_get, wait_until
+from tests.etcdproc import EtcdProcess, http_get, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "/lab-resource-manager"
@@ -79,8 +79,10 @@ class ControllerProcess:
     workdir: Path
     env_extra: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
-    metrics_port: int = field(default_factory=free_port)
-    health_port: int = field(default_factory=free_port)
+    metrics_port: int = 0
+    """0: the controller picks a free port itself and logs it (no race between parallel
+    tests choosing "free" ports); `get` reads the port from the log."""
+    health_port: int = 0
     starts: int = 0
 
     @property
@@ -110,12 +112,29 @@ class ControllerProcess:
         )
 
     def get(self, path: str) -> tuple[int, str]:
-        port = self.metrics_port if path == "/metrics" else self.health_port
+        port = self._port("/metrics" if path == "/metrics" else "/healthz")
+        if not port:
+            return 0, "not serving yet"
         try:
             status, body = http_get(f"http://127.0.0.1:{port}{path}", timeout=3)
         except OSError as exc:
             return 0, str(exc)
         return status, body.decode()
+
+    def _port(self, path: str) -> int:
+        """The port this run of the controller serves `path` on, from its own log line."""
+        fixed = self.metrics_port if path == "/metrics" else self.health_port
+        if fixed or not self.log_path.exists():
+            return fixed
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            if '"serving HTTP"' in raw:
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    continue  # a line still being written
+                if path in line.get("paths", []):
+                    return int(line["port"])
+        return 0
 
     def leader_status(self) -> float:
         """`leader_election_master_status` from /metrics: 1 leading, 0 standing by, -1 unknown."""

@@ -261,3 +261,29 @@ def test_apply_of_each_hostile_input_is_one_error_line_and_writes_nothing(
             failures[case] = str(exc)
     assert failures == {}
     assert stored_keys(etcd) == []
+
+
+def test_a_health_port_already_in_use_is_one_error_line_not_a_bug_report(
+    etcd: EtcdProcess,
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = subprocess.run(
+            [*labctl_cmd(), "run"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+            env=base_env(etcd, HEALTH_PORT=str(port), METRICS_PORT="0", HTTP_HOST="127.0.0.1"),
+            cwd=REPO,
+        )
+    assert "Traceback" not in res.stdout + res.stderr
+    assert res.returncode == 1
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], res.stderr
+    assert "already in use" in errors[0] and "HEALTH_PORT" in errors[0]
+    assert "bug" not in errors[0]
