@@ -34,11 +34,11 @@ class Setting:
 
     @property
     def flag(self) -> str:
-        return "--" + self.env.lower().replace("_", "-")
+        return plugins.flag_of(self.env)
 
     @property
     def attr(self) -> str:
-        return self.env.lower()
+        return plugins.attr_of(self.env)
 
 
 def _positive_int(text: str) -> int:

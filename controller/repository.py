@@ -131,6 +131,12 @@ def storable_document(key: str, worker: LabWorker) -> dict[str, Any]:
     Raises WriteRefused naming the field and the limit. Models are not re-validated when a
     mutate function assigns to them, so this is the one check every write passes through.
     """
+    return storable(key, worker)[0]
+
+
+def storable(key: str, worker: LabWorker) -> tuple[dict[str, Any], bytes]:
+    """`storable_document` with the encoding it checked, so the write sends those very bytes
+    instead of encoding the document a second time."""
     doc = worker.to_storage_dict()
     try:
         raw = encode_document(doc)
@@ -147,7 +153,7 @@ def storable_document(key: str, worker: LabWorker) -> dict[str, Any]:
         decode_stored(key, raw)
     except InvalidStoredValue as exc:
         raise WriteRefused(key, exc.reason, exc.detail) from None
-    return doc
+    return doc, raw
 
 
 def _log_invalid(err: InvalidObject) -> None:
@@ -371,8 +377,8 @@ class LabWorkerRepository:
                             conflicts += 1
                             current = self._fresh(key, exc.current)
                             raise _Retry() from None
-                    document = storable_document(key, draft)
-                    result = self.backend.cas(key, version, document, guards=guards)
+                    _doc, raw = storable(key, draft)
+                    result = self.backend.cas(key, version, raw, guards=guards)
                     if result.succeeded:
                         draft.metadata.resource_version = result.revision
                         return UpdateResult(draft, True, conflicts)

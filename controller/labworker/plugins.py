@@ -28,6 +28,18 @@ log = logging.getLogger("controller.labworker.plugins")
 ENTRY_POINT_GROUP = "labctl.providers"
 
 
+def flag_of(env: str) -> str:
+    """The `labctl run` flag of an environment variable: LAB_SIM_DELAY -> --lab-sim-delay.
+
+    One rule for the controller's own settings and every plug-in's, so they cannot drift."""
+    return "--" + env.lower().replace("_", "-")
+
+
+def attr_of(env: str) -> str:
+    """The argparse destination of an environment variable's flag."""
+    return env.lower()
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSetting:
     """One setting of a provider: an environment variable and the `labctl run` flag of it."""
@@ -40,11 +52,11 @@ class ProviderSetting:
 
     @property
     def flag(self) -> str:
-        return "--" + self.env.lower().replace("_", "-")
+        return flag_of(self.env)
 
     @property
     def attr(self) -> str:
-        return self.env.lower()
+        return attr_of(self.env)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,8 +78,13 @@ class BatchDelete:
 BatchOp = BatchPut | BatchDelete
 
 
-def encode_document(value: Document) -> bytes:
-    """Compact JSON without `metadata.resourceVersion` (it lives in etcd's mod_revision)."""
+def encode_document(value: Document | bytes) -> bytes:
+    """Compact JSON without `metadata.resourceVersion` (it lives in etcd's mod_revision).
+
+    Bytes are a document the caller already encoded this way (and checked): sent as they are.
+    """
+    if isinstance(value, bytes):
+        return value
     meta = value.get("metadata")
     if isinstance(meta, dict) and "resourceVersion" in meta:
         value = {**value, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
@@ -284,7 +289,7 @@ class EtcdStorageBackend:
         self,
         name: str,
         expected_version: int | str,
-        new_value: Document,
+        new_value: Document | bytes,
         *,
         guards: Sequence[Compare] = (),
     ) -> CasResult:
