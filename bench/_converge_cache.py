@@ -25,7 +25,7 @@ if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller import config
-from controller.labworker.app import build_app
+from controller.app import build_app
 
 
 def proc_status_bytes(field: str) -> int:

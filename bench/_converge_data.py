@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from controller.repository import workers_prefix
-from controller.resources import LabWorker, LabWorkerStatus, now_rfc3339
+
+from controller.labworker.model import LabWorker, LabWorkerStatus
+from controller.resources import now_rfc3339
 from controller.storage import MAX_BATCH_OPS, BatchPut, EtcdClient, EtcdStorageBackend
 from controller.storage.codec import prefix_range_end
 

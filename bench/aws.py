@@ -38,8 +38,9 @@ from bench import _converge_data as data
 from bench._etcd import BenchEtcd, etcd_version
 from bench.converge import Instrumented, RunningController, wait_for
 from controller import config
-from controller.labworker.app import App, build_app
-from controller.resources import LabWorker, now_rfc3339
+from controller.app import App, build_app
+from controller.labworker.model import LabWorker
+from controller.resources import now_rfc3339
 from controller.storage import EtcdClient, connect
 from tests.cmlserver import DEFAULT_PASSWORD, DEFAULT_VALID_TOKEN, CmlServer
 from tests.ec2server import Ec2TestServer

@@ -46,12 +46,13 @@ from typing import Any
 if not __package__:  # run as `python bench/converge.py`: make the project root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from controller.repository import LabWorkerRepository, split_key, workers_prefix
+
 from bench import _converge_data as data
 from bench._etcd import BenchEtcd, etcd_version
 from controller import config
-from controller.labworker.app import App, build_app
-from controller.repository import LabWorkerRepository, split_key, workers_prefix
-from controller.resources import LabWorker
+from controller.app import App, build_app
+from controller.labworker.model import LabWorker
 from controller.runtime.informer import InformerEvent
 from controller.storage import EtcdClient, EtcdStorageBackend, connect
 

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench._etcd import BenchEtcd, etcd_version
-from controller.repository import LabWorkerRepository
-from controller.resources import LabWorker
+from controller.labworker.model import LabWorker
+from controller.labworker.repository import LabWorkerRepository
 from controller.storage import connect
 from tests.e2e.harness import ControllerProcess
 from tests.etcdproc import EtcdProcess, wait_until

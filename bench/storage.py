@@ -38,7 +38,7 @@ if not __package__:  # run as `python bench/storage.py`: make the project root i
 
 from bench._etcd import BenchEtcd
 from bench.python_etcd3_worker import WORKLOADS, measure_cell, timed
-from controller.resources import LabWorker
+from controller.labworker.model import LabWorker
 from controller.storage import (
     MAX_BATCH_OPS,
     BatchPut,

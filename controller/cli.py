@@ -23,14 +23,12 @@ import yaml
 from pydantic import ValidationError
 
 from controller import config
+from controller.labworker.model import LabWorker
+from controller.labworker.phase import Phase
 from controller.observability import configure_logging
-from controller.repository import (
-    InvalidObject,
-    LabWorkerRepository,
-    WriteRefused,
-    storable_document,
-)
-from controller.resources import LabWorker, Phase, parse_timestamp, validation_errors
+from controller.labworker.repository import LabWorkerRepository
+from controller.runtime.repository import InvalidObject, WriteRefused
+from controller.resources import parse_timestamp, validation_errors
 from controller.resources.names import shorten
 from controller.resources.selector import SelectorError
 from controller.storage import StorageError
@@ -249,7 +247,7 @@ def _validate_manifest(origin: str, doc: Any, namespace: str | None) -> LabWorke
     try:
         # The repository checks again when it writes; checking here too means a batch with
         # one unstorable object writes nothing, as with any other invalid document.
-        storable_document(worker.metadata.namespaced_name, worker)
+        LabWorkerRepository.for_prefix(None).storable(worker.metadata.namespaced_name, worker)  # type: ignore[arg-type]
     except WriteRefused as exc:
         raise CliError(f"{origin}: cannot be stored: {exc.detail}") from None
     return worker
@@ -571,7 +569,7 @@ def _pending(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from controller.labworker.app import run_controller
+    from controller.app import run_controller
 
     return run_controller(config.load(args))
 

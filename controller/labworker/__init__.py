@@ -1,56 +1,21 @@
-"""LabWorker reconciliation: the provider interface, the `sim` provider, and the reconciler."""
+"""The LabWorker kind: its model and phase table, the provider protocol and plug-ins, the
+phase logic and the reconciler. `KINDS` and `setup` are what the composition root uses;
+importing the package stays light (the model), the controller is built only by `setup`."""
 
-from controller.labworker import reasons
-from controller.labworker.decide import Decision, IllegalTransition, decide, spec_problems
-from controller.labworker.observation import Observation, observe
-from controller.labworker.policy import (
-    DEFAULT_INTERVALS,
-    DEFAULT_TIMEOUTS,
-    Intervals,
-    PhaseTimeouts,
-)
-from controller.labworker.provider import (
-    AnnotationAware,
-    HostHealth,
-    Instance,
-    InstanceState,
-    LabProvider,
-    ProviderError,
-    ProviderFatalError,
-)
-from controller.labworker.reconciler import LabWorkerReconciler, utc_now
-from controller.labworker.sim import (
-    DEFAULT_STEP_DELAY,
-    FAIL_ANNOTATION,
-    HOSTED_LABS_ANNOTATION,
-    NO_LICENSE_ANNOTATION,
-    SimProvider,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_INTERVALS",
-    "DEFAULT_STEP_DELAY",
-    "DEFAULT_TIMEOUTS",
-    "FAIL_ANNOTATION",
-    "HOSTED_LABS_ANNOTATION",
-    "NO_LICENSE_ANNOTATION",
-    "AnnotationAware",
-    "Decision",
-    "HostHealth",
-    "IllegalTransition",
-    "Instance",
-    "InstanceState",
-    "Intervals",
-    "LabProvider",
-    "LabWorkerReconciler",
-    "Observation",
-    "PhaseTimeouts",
-    "ProviderError",
-    "ProviderFatalError",
-    "SimProvider",
-    "decide",
-    "observe",
-    "reasons",
-    "spec_problems",
-    "utc_now",
-]
+from typing import TYPE_CHECKING, Any
+
+from controller.labworker.kind import LABWORKER
+
+if TYPE_CHECKING:
+    from controller.config import Settings
+    from controller.runtime.manager import Manager
+
+KINDS: tuple[Any, ...] = (LABWORKER,)
+
+
+def setup(manager: Manager, settings: Settings) -> None:
+    from controller.labworker.setup import setup_labworkers
+
+    setup_labworkers(manager, settings)

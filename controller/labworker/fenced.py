@@ -14,8 +14,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from controller.labworker.model import InstanceSpec
 from controller.labworker.provider import HostHealth, Instance, LabProvider
-from controller.resources import DEFAULT_NAMESPACE, InstanceSpec
+from controller.resources import DEFAULT_NAMESPACE
 from controller.runtime.fencing import NotOwner, OwnershipGuard
 
 log = logging.getLogger("controller.labworker.fenced")

@@ -1,19 +1,22 @@
 """How long the reconciler waits: phase timeouts and polling intervals, as plain settings.
 
 They are inputs of the pure `decide` function (not globals) so that tests can shrink them
-and operators can tune them without touching the decision logic.
+and operators can tune them without touching the decision logic. Which timeout bounds which
+phase is not said here but by each phase's module, listed in the phase table
+(`controller/labworker/phases/table.py`), so a phase's budget sits next to what it waits for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.resources import Phase
-
 
 @dataclass(frozen=True, slots=True)
 class PhaseTimeouts:
     """Seconds a worker may spend in a phase before it goes Failed (reason PhaseTimeout).
+
+    One field per phase that waits on something outside the object (the provider, the host's
+    labs); `phases/table.py` says which field bounds which phase.
 
     None means "no limit": Draining waits for students to finish their labs, however long.
     """
@@ -23,21 +26,6 @@ class PhaseTimeouts:
     stopping: float | None = 600.0
     terminating: float | None = 900.0
     draining: float | None = None
-
-    def for_phase(self, phase: Phase | None) -> float | None:
-        match phase:
-            case Phase.PROVISIONING:
-                return self.provisioning
-            case Phase.STARTING:
-                return self.starting
-            case Phase.STOPPING:
-                return self.stopping
-            case Phase.TERMINATING:
-                return self.terminating
-            case Phase.DRAINING:
-                return self.draining
-            case _:
-                return None
 
 
 @dataclass(frozen=True, slots=True)

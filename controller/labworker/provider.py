@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from controller.resources import DEFAULT_NAMESPACE, InstanceSpec
+from controller.labworker.model import InstanceSpec
+from controller.resources import DEFAULT_NAMESPACE
 
 
 class InstanceState(StrEnum):

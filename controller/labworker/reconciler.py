@@ -22,7 +22,9 @@ import structlog
 from opentelemetry import trace
 
 from controller.labworker.decide import Decision, decide
+from controller.labworker.model import LabWorker
 from controller.labworker.observation import Observation, observe
+from controller.labworker.phase import Phase
 from controller.labworker.policy import (
     DEFAULT_INTERVALS,
     DEFAULT_TIMEOUTS,
@@ -30,20 +32,19 @@ from controller.labworker.policy import (
     PhaseTimeouts,
 )
 from controller.labworker.provider import LabProvider
-from controller.repository import (
+from controller.resources import ObjectKey
+from controller.runtime.repository import (
     InvalidObject,
-    LabWorkerRepository,
+    Repository,
     TooManyConflicts,
     WriteRefused,
-    split_key,
 )
-from controller.resources import LabWorker, Phase
 from controller.runtime.result import ReconcileError, Result, TerminalError
 from controller.storage import NotFound, StorageError
 
 log = logging.getLogger("controller.labworker.reconciler")
 
-Reader = Callable[[str], LabWorker | None]
+Reader = Callable[[ObjectKey], LabWorker | None]
 
 
 def utc_now() -> datetime:
@@ -56,7 +57,7 @@ class LabWorkerReconciler:
 
     def __init__(
         self,
-        repository: LabWorkerRepository,
+        repository: Repository[LabWorker],
         provider: LabProvider,
         *,
         reader: Reader | None = None,
@@ -74,10 +75,10 @@ class LabWorkerReconciler:
         self.now = now
         self.on_conflicts = on_conflicts
 
-    def __call__(self, key: str) -> Result:
+    def __call__(self, key: ObjectKey) -> Result:
         return self.reconcile(key)
 
-    def reconcile(self, key: str) -> Result:
+    def reconcile(self, key: ObjectKey) -> Result:
         worker = self._read(key)
         if worker is None:
             log.debug("LabWorker %s: gone; nothing to reconcile", key)
@@ -110,7 +111,7 @@ class LabWorkerReconciler:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _read(self, key: str) -> LabWorker | None:
+    def _read(self, key: ObjectKey) -> LabWorker | None:
         try:
             return self.reader(key)
         except InvalidObject as exc:
@@ -125,13 +126,13 @@ class LabWorkerReconciler:
 
     def _write(
         self,
-        key: str,
+        key: ObjectKey,
         worker: LabWorker,
         observation: Observation,
         now: datetime,
         first: Decision,
     ) -> Result:
-        namespace, name = split_key(key)
+        namespace, name = key
         applied: list[tuple[Phase | None, Decision]] = []
 
         def mutate(fresh: LabWorker) -> None:
@@ -190,7 +191,7 @@ class LabWorkerReconciler:
         return self._result(decision)
 
     def _log_written(
-        self, key: str, previous: Phase | None, decision: Decision, conflicts: int
+        self, key: ObjectKey, previous: Phase | None, decision: Decision, conflicts: int
     ) -> None:
         retried = f" (after {conflicts} write conflicts)" if conflicts else ""
         if decision.phase is Phase.FAILED and previous is not Phase.FAILED:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from controller.labworker.model import InstanceSpec
 from controller.labworker.provider import (
     HostHealth,
     Instance,
@@ -48,7 +49,7 @@ from controller.labworker.provider import (
     ProviderError,
     ProviderFatalError,
 )
-from controller.resources import DEFAULT_NAMESPACE, InstanceSpec
+from controller.resources import DEFAULT_NAMESPACE
 from controller.storage import (
     Compare,
     EtcdClient,

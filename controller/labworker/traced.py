@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from controller.labworker.model import InstanceSpec
 from controller.labworker.provider import HostHealth, Instance, LabProvider
-from controller.resources import DEFAULT_NAMESPACE, InstanceSpec
+from controller.resources import DEFAULT_NAMESPACE
 
 tracer = trace.get_tracer("controller.labworker.provider")
 

@@ -1,5 +1,7 @@
-"""The LabWorker resource model: metadata, conditions, phases, selectors. Pure logic, no I/O.
+"""What every kind shares: metadata, keys, kinds, conditions, selectors, limits. Pure logic.
 
+Kind-specific models live in their kind's package (controller.labworker.model, …), so the
+runtime can use this package without depending on any kind.
 `controller.resources.schema` is deliberately not imported here so that
 `python -m controller.resources.schema` runs without a double-import warning.
 """
@@ -11,33 +13,17 @@ from controller.resources.conditions import (
     find_condition,
     set_condition,
 )
-from controller.resources.labworker import (
-    API_VERSION,
-    FINALIZER,
-    KIND,
-    HostSpec,
-    InstanceSpec,
-    LabWorker,
-    LabWorkerSpec,
-    LabWorkerStatus,
-    validation_errors,
-)
+from controller.resources.key import ObjectKey
+from controller.resources.kind import Kind, KindRegistry, PrinterColumn, UnknownKind
 from controller.resources.meta import (
     DEFAULT_NAMESPACE,
     ObjectMeta,
+    OwnerReference,
     format_timestamp,
     now_rfc3339,
     parse_timestamp,
 )
-from controller.resources.phase import (
-    TRANSITIONS,
-    DesiredPhase,
-    Phase,
-    Transition,
-    allowed_targets,
-    can_transition,
-    transitions_between,
-)
+from controller.resources.object import Resource
 from controller.resources.selector import (
     Operator,
     Requirement,
@@ -45,37 +31,31 @@ from controller.resources.selector import (
     SelectorError,
     parse_selector,
 )
+from controller.resources.validation import render_location, validation_errors
 
 __all__ = [
-    "API_VERSION",
     "DEFAULT_NAMESPACE",
-    "FINALIZER",
-    "KIND",
-    "TRANSITIONS",
     "Condition",
     "ConditionStatus",
-    "DesiredPhase",
-    "HostSpec",
-    "InstanceSpec",
-    "LabWorker",
-    "LabWorkerSpec",
-    "LabWorkerStatus",
+    "Kind",
+    "KindRegistry",
+    "ObjectKey",
     "ObjectMeta",
     "Operator",
-    "Phase",
+    "OwnerReference",
+    "PrinterColumn",
     "Requirement",
+    "Resource",
     "Selector",
     "SelectorError",
-    "Transition",
-    "allowed_targets",
-    "can_transition",
+    "UnknownKind",
     "condition_is_true",
     "find_condition",
     "format_timestamp",
     "now_rfc3339",
     "parse_selector",
     "parse_timestamp",
+    "render_location",
     "set_condition",
-    "transitions_between",
     "validation_errors",
 ]

@@ -1,4 +1,4 @@
-"""What a LabWorker value stored in etcd must be: one definition for its readers and writers.
+"""What a value stored in etcd must be: one definition for its readers and writers.
 
 The informer skips (and reports) a value that breaks one of these rules, so the repository
 refuses to write one and reports one it reads. Both go through `decode_stored`, so nothing
@@ -22,11 +22,14 @@ The rules, each with a machine word (the `reason`, also a metric label):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from controller.resources.labworker import LabWorker, render_location, validation_errors
+from controller.resources.object import Resource
+from controller.resources.validation import render_location, validation_errors
+
+T = TypeVar("T", bound=Resource)
 
 MAX_VALUE_BYTES = 256 * 1024
 
@@ -41,7 +44,7 @@ class InvalidStoredValue(ValueError):
         self.detail = detail
 
 
-def decode_stored(key: str, raw: bytes) -> LabWorker:
+def decode_stored(key: str, raw: bytes, model: type[T]) -> T:
     """Validate the raw value stored under `key` (`<namespace>/<name>`) and decode it.
 
     Raises InvalidStoredValue. Checks cheapest first: a huge value is never parsed.
@@ -54,7 +57,7 @@ def decode_stored(key: str, raw: bytes) -> LabWorker:
     if not sep or "/" in name:
         raise InvalidStoredValue(key, "bad-key", "expected <namespace>/<name> under the prefix")
     try:
-        worker = LabWorker.model_validate_json(raw)
+        worker = model.model_validate_json(raw)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             if error["type"] == "json_invalid":
@@ -69,7 +72,7 @@ def decode_stored(key: str, raw: bytes) -> LabWorker:
     return worker
 
 
-def check_identity(key: str, worker: LabWorker) -> None:
+def check_identity(key: str, worker: Resource) -> None:
     """key-mismatch: the value must name the key it is stored under."""
     if worker.metadata.namespaced_name != key:
         raise InvalidStoredValue(
@@ -82,7 +85,7 @@ def oversize_detail(document: dict[str, Any], size: int) -> str:
     location, largest = max(_entry_sizes(document), key=lambda item: item[1], default=((), 0))
     return (
         f"the object would be {size} bytes, over the limit of {MAX_VALUE_BYTES} bytes "
-        f"({MAX_VALUE_BYTES // 1024} KiB) per LabWorker; its largest field is "
+        f"({MAX_VALUE_BYTES // 1024} KiB) per object; its largest field is "
         f"{render_location(location)} ({largest} bytes)"
     )
 

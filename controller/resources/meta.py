@@ -142,6 +142,22 @@ Annotations = Annotated[dict[str, str], AfterValidator(_check_annotation_keys)]
 Finalizers = Annotated[list[str], AfterValidator(_check_finalizers)]
 
 
+class OwnerReference(CamelModel):
+    """Who owns this object (Kubernetes' ownerReferences): deleting the owner collects it.
+
+    `uid` is what counts — a new owner with the same name is not the owner — and at most one
+    reference has `controller: true`: the object whose controller manages this one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_version: str = Field(min_length=1)
+    kind: str = Field(min_length=1)
+    name: ResourceName
+    uid: str = Field(min_length=1)
+    controller: bool = False
+    block_owner_deletion: bool = False
+
+
 class ObjectMeta(CamelModel):
     """Kubernetes-style metadata. Unknown fields are rejected so a typo fails `apply`."""
 
@@ -160,6 +176,11 @@ class ObjectMeta(CamelModel):
     creation_timestamp: Timestamp | None = None
     deletion_timestamp: Timestamp | None = None
     finalizers: Finalizers = Field(default_factory=list)
+    owner_references: list[OwnerReference] | None = Field(
+        default=None,
+        description="Owners of this object; absent (not empty) when it has none, so objects "
+        "without owners store no extra bytes.",
+    )
     resource_version: int | None = Field(
         default=None,
         ge=1,
@@ -170,3 +191,7 @@ class ObjectMeta(CamelModel):
     def namespaced_name(self) -> str:
         """'<namespace>/<name>', the identity used by caches and work queues."""
         return f"{self.namespace}/{self.name}"
+
+    def controller_ref(self) -> OwnerReference | None:
+        """The owner reference with `controller: true`, if any."""
+        return next((ref for ref in self.owner_references or () if ref.controller), None)

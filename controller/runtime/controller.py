@@ -1,4 +1,9 @@
-"""Controller: informer events → workqueue → N worker threads → reconcile(key).
+"""Controller: events from its sources → workqueue of ObjectKeys → N worker threads → reconcile.
+
+Sources are informers with a mapping from an event to the keys to reconcile (the builder
+makes them: the object's own key for `for_`, its controller owner's key for `owns`, any
+function for `watches`), so one controller can be fed by several kinds and several
+controllers can share one informer.
 
 controller-runtime's semantics: a key queued many times is reconciled once; a key is never
 reconciled by two workers at once; failures retry with per-key exponential backoff under an
@@ -16,14 +21,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from controller.resources import ObjectKey
 from controller.runtime.informer import EventKind, Informer, InformerEvent
 from controller.runtime.result import ReconcileError, Result, TerminalError
 from controller.runtime.workqueue import (
@@ -38,19 +44,38 @@ from controller.storage import StorageError
 log = logging.getLogger("controller.runtime.controller")
 tracer = trace.get_tracer("controller.runtime")
 
-T = TypeVar("T")
+ReconcileFn = Callable[[ObjectKey], Result]
+EventMapper = Callable[[InformerEvent[Any]], Iterable[ObjectKey]]
+"""Which keys of the controller's own kind an event on a watched informer concerns."""
 
-ReconcileFn = Callable[[str], Result]
 
+class ReconcileMetrics(Protocol):
+    """What a controller reports, labelled by controller (controller-runtime's names, plus
+    CAS conflicts retried and side effects refused by fencing). `ControllerMetrics`
+    (observability) implements it; the default does nothing."""
 
-class ReconcileMetrics:
-    """What the controller reports; the default does nothing (observability plugs in)."""
-
+    def register_controller(self, controller: str, max_concurrent_reconciles: int) -> None: ...
     def reconcile_finished(self, controller: str, result: str, seconds: float) -> None: ...
     def reconcile_panic(self, controller: str) -> None: ...
     def terminal_error(self, controller: str) -> None: ...
     def active_workers_inc(self, controller: str) -> None: ...
     def active_workers_dec(self, controller: str) -> None: ...
+    def cas_conflict(self, controller: str, count: int = 1) -> None: ...
+    def provider_call_refused(self, controller: str, call: str) -> None: ...
+
+
+class NoopReconcileMetrics:
+    def register_controller(self, controller: str, max_concurrent_reconciles: int) -> None: ...
+    def reconcile_finished(self, controller: str, result: str, seconds: float) -> None: ...
+    def reconcile_panic(self, controller: str) -> None: ...
+    def terminal_error(self, controller: str) -> None: ...
+    def active_workers_inc(self, controller: str) -> None: ...
+    def active_workers_dec(self, controller: str) -> None: ...
+    def cas_conflict(self, controller: str, count: int = 1) -> None: ...
+    def provider_call_refused(self, controller: str, call: str) -> None: ...
+
+
+NOOP_RECONCILE_METRICS: ReconcileMetrics = NoopReconcileMetrics()
 
 
 @dataclass
@@ -64,42 +89,57 @@ class ControllerOptions:
     burst: int = 300
     stuck_after: float = 600.0
     """A reconcile running longer than this makes the controller report itself unhealthy."""
-    metrics: Any = field(default_factory=ReconcileMetrics)
+    metrics: ReconcileMetrics = NOOP_RECONCILE_METRICS
     workqueue_metrics: WorkqueueMetrics = NOOP_WORKQUEUE_METRICS
 
 
-class Controller(Generic[T]):
+def own_key(event: InformerEvent[Any]) -> Iterable[ObjectKey]:
+    """`for_`: the object's own key."""
+    return (ObjectKey.parse(event.key),)
+
+
+class Controller:
+    """A Runnable that needs the leader (or the shard owner): only the owner reconciles."""
+
+    needs_leader = True
+
     def __init__(
         self,
         name: str,
         kind: str,
-        informer: Informer[T],
         reconcile: ReconcileFn,
         options: ControllerOptions | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
-        self.informer = informer
         self.options = opts = options or ControllerOptions()
         self._reconcile = reconcile
         self.metrics = opts.metrics
-        self.queue: RateLimitingQueue[str] = RateLimitingQueue(
+        self.queue: RateLimitingQueue[ObjectKey] = RateLimitingQueue(
             default_controller_rate_limiter(opts.base_delay, opts.max_delay, opts.qps, opts.burst),
             name=name,
             metrics=opts.workqueue_metrics,
         )
-        self._trigger_revision: dict[str, int] = {}
+        self._trigger_revision: dict[ObjectKey, int] = {}
         self._threads: list[threading.Thread] = []
         self.reconciles = 0
         self.last_progress = time.monotonic()
-        informer.add_handler(self._on_event)
 
     # -- event intake ----------------------------------------------------------------------
 
-    def _on_event(self, event: InformerEvent[T]) -> None:
-        if event.kind is not EventKind.RESYNC:
-            self._trigger_revision[event.key] = event.revision
-        self.queue.add(event.key)
+    def watch(self, informer: Informer[Any], mapper: EventMapper = own_key) -> None:
+        """Feed the queue from `informer`: each event becomes the keys `mapper` names."""
+
+        def on_event(event: InformerEvent[Any]) -> None:
+            for key in mapper(event):
+                if event.kind is not EventKind.RESYNC:
+                    self._trigger_revision[key] = event.revision
+                self.queue.add(key)
+
+        informer.add_handler(on_event)
+
+    def enqueue(self, key: ObjectKey) -> None:
+        self.queue.add(key)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -109,7 +149,7 @@ class Controller(Generic[T]):
             t.start()
             self._threads.append(t)
 
-    def shutdown(self, timeout: float) -> bool:
+    def stop(self, timeout: float) -> bool:
         """Stop taking work and wait up to `timeout` for in-flight reconciles to finish."""
         drained = self.queue.shut_down_with_drain(timeout)
         deadline = time.monotonic() + max(0.0, timeout)
@@ -136,10 +176,10 @@ class Controller(Generic[T]):
             finally:
                 self.queue.done(key)
 
-    def _process(self, key: str) -> None:
+    def _process(self, key: ObjectKey) -> None:
         attempt = self.queue.num_requeues(key) + 1
         trigger = self._trigger_revision.pop(key, 0)
-        namespace, _, name = key.rpartition("/")
+        namespace, name = key
         started = time.perf_counter()
         self.metrics.active_workers_inc(self.name)
         outcome = "success"
@@ -147,7 +187,7 @@ class Controller(Generic[T]):
             f"reconcile {self.kind}",
             attributes={
                 "controller": self.name,
-                "key": key,
+                "key": str(key),
                 "attempt": attempt,
                 "trigger.revision": trigger,
             },
@@ -155,7 +195,7 @@ class Controller(Generic[T]):
             # A fresh log context per reconcile: nothing bound for the previous key leaks in.
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(
-                key=key, namespace=namespace, name=name, attempt=attempt
+                key=str(key), namespace=namespace, name=name, attempt=attempt
             )
             try:
                 result = self._reconcile(key)
@@ -198,7 +238,7 @@ class Controller(Generic[T]):
         self.reconciles += 1
         self.last_progress = time.monotonic()
 
-    def _requeue(self, key: str, result: Result) -> str:
+    def _requeue(self, key: ObjectKey, result: Result) -> str:
         if result.requeue_after > 0:
             self.queue.forget(key)
             self.queue.add_after(key, result.requeue_after)
@@ -209,5 +249,5 @@ class Controller(Generic[T]):
         self.queue.forget(key)
         return "success"
 
-    def _retry(self, key: str) -> float:
+    def _retry(self, key: ObjectKey) -> float:
         return self.queue.add_rate_limited(key)

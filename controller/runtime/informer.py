@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from controller.runtime.cache import Indexer
 from controller.storage import (
@@ -79,16 +79,28 @@ Handler = Callable[[InformerEvent[T]], None]
 Decoder = Callable[[str, KeyValue], T]
 
 
-@dataclass
-class InformerHooks:
-    """Callbacks for metrics; all optional. Reasons are short machine words."""
+class InformerMetrics(Protocol):
+    """What an informer reports, labelled by the resource it caches. Reasons are short
+    machine words. `ControllerMetrics` (observability) implements it; the default does
+    nothing."""
 
-    on_invalid: Callable[[str, str], None] | None = None  # (key, reason)
-    on_relist: Callable[[str], None] | None = None  # (reason)
-    on_watch_restart: Callable[[str], None] | None = None  # (reason)
-    on_cache_size: Callable[[int], None] | None = None
-    on_event: Callable[[], None] | None = None
-    """The watch proved itself alive (event, heartbeat, progress notification)."""
+    def invalid_object(self, resource: str, reason: str) -> None: ...
+    def relist(self, resource: str, reason: str) -> None: ...
+    def watch_restart(self, resource: str, reason: str) -> None: ...
+    def cache_size(self, resource: str, n: int) -> None: ...
+    def informer_event(self, resource: str) -> None:
+        """The watch proved itself alive (event, heartbeat, progress notification)."""
+
+
+class NoopInformerMetrics:
+    def invalid_object(self, resource: str, reason: str) -> None: ...
+    def relist(self, resource: str, reason: str) -> None: ...
+    def watch_restart(self, resource: str, reason: str) -> None: ...
+    def cache_size(self, resource: str, n: int) -> None: ...
+    def informer_event(self, resource: str) -> None: ...
+
+
+NOOP_INFORMER_METRICS: InformerMetrics = NoopInformerMetrics()
 
 
 class Informer(Generic[T]):
@@ -104,7 +116,7 @@ class Informer(Generic[T]):
         page_size: int = 2000,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         heartbeat_key: str | None = None,
-        hooks: InformerHooks | None = None,
+        metrics: InformerMetrics = NOOP_INFORMER_METRICS,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -114,7 +126,7 @@ class Informer(Generic[T]):
         self.idle_timeout = idle_timeout
         self.heartbeat_key = heartbeat_key
         """Followed on the watch's stream to prove it alive (see controller.storage.heartbeat)."""
-        self.hooks = hooks or InformerHooks()
+        self.metrics = metrics
         self.cache: Indexer[T] = Indexer(indexers=dict(indexers or {}))
         self._decode = decode
         self._handlers: list[Handler[T]] = []
@@ -122,6 +134,7 @@ class Informer(Generic[T]):
         self._stop = threading.Event()
         self._relist_needed = threading.Event()
         self._lock = threading.Lock()  # serializes cache mutation: watch thread vs relist
+        self._advanced = threading.Condition(self._lock)
         self._watch: WatchHandle | None = None
         self._thread: threading.Thread | None = None
         self.revision = 0
@@ -144,6 +157,18 @@ class Informer(Generic[T]):
 
     def get(self, key: str) -> T | None:
         return self.cache.get(key)
+
+    def wait_for_revision(self, revision: int, timeout: float) -> bool:
+        """Block until the cache reflects etcd revision `revision` (read-your-writes for a
+        controller that just created objects and must not count a cache that misses them)."""
+        deadline = time.monotonic() + timeout
+        with self._advanced:
+            while self.revision < revision:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    return False
+                self._advanced.wait(min(left, 0.5))
+            return True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"informer {self.name}", daemon=True)
@@ -242,9 +267,10 @@ class Informer(Generic[T]):
             previous = {k: self.cache.get(k) for k in self.cache.keys()} if self.synced else {}  # noqa: SIM118
             vanished = self.cache.replace(fresh)
             self.revision = revision
+            self._advanced.notify_all()
         self.relists += 1
-        if reason != "initial" and self.hooks.on_relist:
-            self.hooks.on_relist(reason)
+        if reason != "initial":
+            self.metrics.relist(self.name, reason)
         self._report_size()
         for key, last in vanished.items():
             self._dispatch(InformerEvent(EventKind.DELETED, key, last, revision, synthetic=True))
@@ -276,10 +302,9 @@ class Informer(Generic[T]):
             name=f"watch {self.name}",
             heartbeat_key=self.heartbeat_key,
         )
-        if self.hooks.on_watch_restart:
-            handle.restart_hooks.append(self.hooks.on_watch_restart)
-        if self.hooks.on_event:
-            handle.proof_hooks.append(self.hooks.on_event)
+        name, metrics = self.name, self.metrics
+        handle.restart_hooks.append(lambda reason: metrics.watch_restart(name, reason))
+        handle.proof_hooks.append(lambda: metrics.informer_event(name))
         self._watch = handle
 
     def _on_compacted(self, exc: Compacted) -> None:
@@ -299,12 +324,14 @@ class Informer(Generic[T]):
                 with self._lock:
                     last = self.cache.delete(key)
                     self.revision = ev.revision
+                    self._advanced.notify_all()
                 if last is not None:
                     self._dispatch(InformerEvent(EventKind.DELETED, key, last, ev.revision))
                 continue
             obj = self._decode_or_report(ev.kv)
             with self._lock:
                 self.revision = ev.revision
+                self._advanced.notify_all()
                 if obj is None:
                     # Now unreadable: stop acting on the stale copy, but it is NOT a deletion.
                     self.cache.delete(key)
@@ -338,8 +365,7 @@ class Informer(Generic[T]):
                 kv.key,
                 exc.reason,
             )
-            if self.hooks.on_invalid:
-                self.hooks.on_invalid(key, exc.reason.split(":", 1)[0])
+            self.metrics.invalid_object(self.name, exc.reason.split(":", 1)[0])
             return None
 
     def _dispatch(self, event: InformerEvent[T]) -> None:
@@ -352,5 +378,4 @@ class Informer(Generic[T]):
                 )
 
     def _report_size(self) -> None:
-        if self.hooks.on_cache_size:
-            self.hooks.on_cache_size(len(self.cache))
+        self.metrics.cache_size(self.name, len(self.cache))

@@ -1,12 +1,22 @@
-"""Manager: the process lifecycle around informers and controllers.
+"""Manager: the process lifecycle around shared informers and a list of Runnables.
 
-- Start-up waits for etcd with backoff (a controller started before etcd must not crash-loop).
-- Then informers list and watch; controllers start their workers once the caches are synced.
-- `/healthz` fails when a watch has been dead longer than `watch_dead_after` or a reconcile
-  is stuck; `/readyz` fails until caches are synced, while etcd does not answer, and (with
-  a `WriteHealth`) while etcd refuses our writes or raises an alarm.
-- SIGTERM/SIGINT: stop taking work, let in-flight reconciles finish within the grace period,
-  exit 0. Every write is one etcd transaction, so stopping can never leave half a write.
+- **One informer per kind**, created on first use by `informer(kind)` and shared by every
+  controller that watches that kind: one list/watch loop and one cache per kind, however
+  many controllers read it. Likewise one `Repository` per kind (`repository(kind)`), which
+  carries the leader's fencing compares and the kind's admission plug-ins.
+- **Runnables start in order**: write health and heartbeat, then the informers (every
+  replica keeps a warm cache), then — once caches are synced and, under leader election,
+  leadership is won — the runnables that need the leader (controllers, singletons). They
+  stop in reverse: no new events, in-flight reconciles drain within the grace period, the
+  lease is resigned so a standby takes over at once.
+- Start-up waits for etcd with backoff (a controller started before etcd must not
+  crash-loop). `/healthz` fails when a watch has been dead longer than `watch_dead_after` or
+  a reconcile is stuck; `/readyz` fails until caches are synced, while etcd does not answer,
+  and (with a `WriteHealth`) while etcd refuses our writes or raises an alarm.
+- SIGTERM/SIGINT: stop taking work, let in-flight reconciles finish, exit 0. Every write is
+  one etcd transaction, so stopping can never leave half a write.
+
+Knows no kind: kinds arrive as `Kind` descriptions (docs/architecture.md, Runtime).
 """
 
 from __future__ import annotations
@@ -15,54 +25,136 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.observability.health import HealthRegistry
-from controller.runtime.controller import Controller
+from controller.resources import Kind, KindRegistry, Resource
+from controller.runtime.builder import Builder
+from controller.runtime.controller import NOOP_RECONCILE_METRICS, ReconcileMetrics
+from controller.runtime.informer import NOOP_INFORMER_METRICS, Informer, InformerMetrics
 from controller.runtime.leader import LeaderElector
+from controller.runtime.record import Record, record_decoder, record_indexers
+from controller.runtime.recorder import NOOP_RECORDER, Recorder
+from controller.runtime.repository import Repository
+from controller.runtime.runnable import Runnable
+from controller.runtime.workqueue import NOOP_WORKQUEUE_METRICS, WorkqueueMetrics
 from controller.runtime.write_health import WriteHealth
-from controller.storage import EtcdClient, Heartbeat, StorageError
+from controller.storage import DEFAULT_IDLE_TIMEOUT, EtcdClient, Heartbeat, StorageError
 
 log = logging.getLogger("controller.runtime.manager")
+
+T = TypeVar("T", bound=Resource)
+
+
+@dataclass(frozen=True)
+class ManagerOptions:
+    root: str = "/lab-resource-manager"
+    """The etcd prefix every kind's segment lives under."""
+    shutdown_grace: float = 25.0
+    """SIGTERM: how long in-flight reconciles may take to finish."""
+    watch_dead_after: float = 60.0
+    """A watch without proof of life this long fails liveness."""
+    resync_period: float = 600.0
+    """Every cached object is handed to its controllers again this often."""
+    watch_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    """A stream without proof of life this long is reopened."""
+    controller_workers: int = 8
+    """Default worker threads per controller."""
+    informer_metrics: InformerMetrics = NOOP_INFORMER_METRICS
+    reconcile_metrics: ReconcileMetrics = NOOP_RECONCILE_METRICS
+    workqueue_metrics: WorkqueueMetrics = NOOP_WORKQUEUE_METRICS
 
 
 class Manager:
     def __init__(
         self,
         client: EtcdClient,
+        options: ManagerOptions | None = None,
         *,
         health: HealthRegistry | None = None,
-        shutdown_grace: float = 25.0,
-        watch_dead_after: float = 60.0,
         elector: LeaderElector | None = None,
         write_health: WriteHealth | None = None,
         heartbeat: Heartbeat | None = None,
     ) -> None:
         self.client = client
+        self.options = options or ManagerOptions()
         self.heartbeat = heartbeat
         """Rewritten every few seconds so every informer's watch can prove it is alive."""
         self.elector = elector
         self.write_health = write_health
+        self.health = health or HealthRegistry()
+        self.kinds = KindRegistry()
+        self.identity = elector.identity if elector is not None else "controller"
+        """This replica's name: in logs, audit lines, event sources."""
+        self.recorder: Recorder = NOOP_RECORDER
+        """Where reconcilers record Events (the events package installs the real one)."""
+        self.runnables: list[Runnable] = []
+        self._informers: dict[str, Informer[Record[Any]]] = {}
+        self._repositories: dict[str, Repository[Any]] = {}
         self._exit_code = 0
         if elector is not None:
             elector.on_lost(self._leadership_lost)
-        self.health = health or HealthRegistry()
-        self.shutdown_grace = shutdown_grace
-        self.watch_dead_after = watch_dead_after
-        self.controllers: list[Controller[Any]] = []
         self._stop = threading.Event()
         self.started = threading.Event()
-        """Set once caches are synced and workers run (tests and the CLI wait on it)."""
+        """Set once caches are synced and leader runnables run (tests and the CLI wait on it)."""
 
-    def add(self, controller: Controller[Any]) -> None:
-        self.controllers.append(controller)
-        informer = controller.informer
+    # -- what kinds register -----------------------------------------------------------------
 
+    def informer(self, kind: Kind[T]) -> Informer[Record[T]]:
+        """The one informer of `kind`, created (and its health checks registered) on first use."""
+        existing = self._informers.get(kind.kind)
+        if existing is not None:
+            return existing
+        self.kinds.register(kind)
+        opts = self.options
+        informer: Informer[Record[T]] = Informer(
+            self.client,
+            kind.prefix(opts.root),
+            record_decoder(kind),
+            indexers=record_indexers(kind),
+            name=kind.plural,
+            resync_period=opts.resync_period,
+            idle_timeout=opts.watch_idle_timeout,
+            heartbeat_key=self.heartbeat.key if self.heartbeat is not None else None,
+            metrics=opts.informer_metrics,
+        )
+        self._informers[kind.kind] = informer
+        self._add_informer_checks(kind.singular, informer)
+        return informer
+
+    def repository(self, kind: Kind[T]) -> Repository[T]:
+        """The one repository of `kind`: every controller write through it is fenced."""
+        existing = self._repositories.get(kind.kind)
+        if existing is not None:
+            return existing
+        self.kinds.register(kind)
+        repository: Repository[T] = Repository(self.client, kind, self.options.root)
+        if self.elector is not None:
+            repository.status_guards = self.elector.fence
+        self._repositories[kind.kind] = repository
+        return repository
+
+    def controller(self, name: str) -> Builder:
+        """controller-runtime's builder: `.for_(kind).owns(kind).watches(kind, fn).complete(fn)`."""
+        return Builder(self, name)
+
+    def add(self, runnable: Runnable) -> None:
+        self.runnables.append(runnable)
+        healthy = getattr(runnable, "healthy", None)
+        if callable(healthy):
+            self.health.add_liveness(f"{runnable.name}-workers", healthy)
+
+    @property
+    def informers(self) -> list[Informer[Record[Any]]]:
+        return list(self._informers.values())
+
+    def _add_informer_checks(self, name: str, informer: Informer[Any]) -> None:
         def watch_alive() -> tuple[bool, str]:
             if not informer.synced:
                 return True, "starting (initial list not finished)"
-            return informer.watch_healthy(self.watch_dead_after)
+            return informer.watch_healthy(self.options.watch_dead_after)
 
         def synced() -> tuple[bool, str]:
             return (True, "cache synced") if informer.synced else (False, "cache not synced yet")
@@ -74,10 +166,11 @@ class Manager:
                 return False, "initial list not finished"
             return informer.watch_live()
 
-        self.health.add_liveness(f"{controller.name}-watch", watch_alive)
-        self.health.add_liveness(f"{controller.name}-workers", controller.healthy)
-        self.health.add_readiness(f"{controller.name}-synced", synced)
-        self.health.add_readiness(f"{controller.name}-watch", watch_live)
+        self.health.add_liveness(f"{name}-watch", watch_alive)
+        self.health.add_readiness(f"{name}-synced", synced)
+        self.health.add_readiness(f"{name}-watch", watch_live)
+
+    # -- lifecycle ---------------------------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
@@ -90,7 +183,7 @@ class Manager:
             log.info(
                 "received %s: no new work; finishing in-flight reconciles (up to %.0fs)",
                 signal.Signals(signum).name,
-                self.shutdown_grace,
+                self.options.shutdown_grace,
             )
             self._stop.set()
 
@@ -99,7 +192,8 @@ class Manager:
 
     def _probe_key(self) -> str:
         """A key our etcd role may read: an RBAC-limited user gets 403 outside its prefix."""
-        return self.controllers[0].informer.prefix if self.controllers else "\0"
+        informers = self.informers
+        return informers[0].prefix if informers else "\0"
 
     def etcd_ready(self) -> tuple[bool, str]:
         try:
@@ -114,35 +208,36 @@ class Manager:
         if self.write_health is not None:
             self.health.add_readiness("etcd-writes", self.write_health.writes.check)
             self.health.add_readiness("etcd-alarms", self.write_health.alarms.check)
+        everywhere = [r for r in self.runnables if not r.needs_leader]
+        owner_only = [r for r in self.runnables if r.needs_leader]
+        for runnable in everywhere:  # servers first: probes answer while etcd is awaited
+            runnable.start()
         if not self._wait_for_etcd():
-            return 0
+            return self._shutdown(everywhere)
         if self.write_health is not None:
             self.write_health.start()
         if self.heartbeat is not None:
             self.heartbeat.start()
         # Standbys sync their caches too: they are ready (serving metrics and health) and
         # take over with a warm cache the moment they are elected.
-        for c in self.controllers:
-            c.informer.start()
-        for c in self.controllers:
-            while not c.informer.wait_synced(0.5):
+        for informer in self.informers:
+            informer.start()
+        for informer in self.informers:
+            while not informer.wait_synced(0.5):
                 if self._stop.is_set():
-                    return self._shutdown()
+                    return self._shutdown(everywhere)
         if self.elector is not None:
             log.info(
                 "campaigning for leadership on %s as %s", self.elector.key, self.elector.identity
             )
             if not self.elector.campaign(self._stop):
-                return self._shutdown()
-        for c in self.controllers:
-            c.start()
+                return self._shutdown(everywhere)
+        for runnable in owner_only:
+            runnable.start()
         self.started.set()
-        log.info(
-            "controllers running: %s",
-            ", ".join(f"{c.name} ({c.options.workers} workers)" for c in self.controllers),
-        )
+        log.info("running: %s", ", ".join(r.name for r in owner_only) or "no controllers")
         self._stop.wait()
-        return self._shutdown()
+        return self._shutdown([*everywhere, *owner_only])
 
     def _wait_for_etcd(self) -> bool:
         delay = 0.5
@@ -166,23 +261,24 @@ class Manager:
             return True
         return False
 
-    def _shutdown(self) -> int:
-        started = time.monotonic()
+    def _shutdown(self, started: list[Runnable]) -> int:
+        began = time.monotonic()
+        grace = self.options.shutdown_grace
         if self.write_health is not None:
             self.write_health.stop()
-        for c in self.controllers:
-            c.informer.stop()
+        for informer in self.informers:
+            informer.stop()
         clean = True
-        for c in self.controllers:
-            remaining = max(0.0, self.shutdown_grace - (time.monotonic() - started))
-            clean = c.shutdown(remaining) and clean
+        for runnable in reversed(started):
+            remaining = max(0.0, grace - (time.monotonic() - began))
+            clean = runnable.stop(remaining) and clean
         if clean:
-            log.info("stopped cleanly in %.1fs", time.monotonic() - started)
+            log.info("stopped cleanly in %.1fs", time.monotonic() - began)
         else:
             log.warning(
                 "grace period of %.0fs ended with reconciles still running; exiting anyway "
                 "(each write is one transaction: nothing is half-written)",
-                self.shutdown_grace,
+                grace,
             )
         if self.elector is not None and self._exit_code == 0:
             self.elector.resign()  # a standby takes over now, not after the lease TTL

@@ -1,25 +1,25 @@
-"""The etcd facade: typed KV, transactions, leases, compaction, over several endpoints.
+"""The etcd facade: typed KV, transactions, leases, compaction and watches.
 
-Failover: a call goes to the current endpoint; when it cannot connect, the next endpoint is
-tried at once, and when every endpoint fails the call backs off (jittered) until its deadline,
-then raises `Unavailable`; no attempt and no sleep runs past the deadline.
+`EtcdClient` composes the parts and adds what every RPC shares (a span, `request_hooks`):
 
-Reads are retried on any transport failure. Writes — txns, and plain puts and deletes too —
-only when the request provably never left (connection refused, connect timeout): once it may
-have reached etcd, the write may have been applied, and sending it again is not the same as
-sending it once (a re-sent delete can remove an object another client created in between; a
-re-sent put can overwrite a newer value). Such a write raises `Unavailable(maybe_applied=True)`
-and the caller re-reads before deciding again.
+- where a request goes and what happens when that member fails — failover, deadlines,
+  backoff, which writes may be re-sent — is `controller.storage.failover.EndpointPool`'s;
+- one member's HTTP, login and error mapping is `controller.storage.transport`'s;
+- a watch is `controller.storage.watch`'s supervised watch, given the pool to open its
+  streams through.
+
+What stays here is knowing the RPCs: their bodies, their typed results, and whether
+sending one twice is the same as sending it once (`idempotent`: reads, compaction, lease
+revoke and lookups). Writes — txns, and plain puts and deletes too — are not, so the pool
+re-sends them only when they provably never left; otherwise they raise
+`Unavailable(maybe_applied=True)` and the caller re-reads before deciding again.
 """
 
 from __future__ import annotations
 
-import logging
-import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from controller.storage.address import EndpointAddress, parse_endpoints
 from controller.storage.codec import as_int, encode_bytes, encode_key, prefix_range_end
 from controller.storage.errors import Compacted, Unavailable
+from controller.storage.failover import EndpointPool
 from controller.storage.kv import (
     Compare,
     DeleteResult,
@@ -38,7 +39,7 @@ from controller.storage.kv import (
     TxnResult,
     decode_op_result,
 )
-from controller.storage.transport import Credentials, Endpoint
+from controller.storage.transport import Credentials
 from controller.storage.watch import (
     DEFAULT_IDLE_TIMEOUT,
     WatchCallback,
@@ -46,17 +47,9 @@ from controller.storage.watch import (
     start_watch,
 )
 
-log = logging.getLogger("controller.storage")
 tracer = trace.get_tracer("controller.storage")
 
-T = TypeVar("T")
-
 DEFAULT_TIMEOUT = 5.0
-
-_BACKOFF_BASE = 0.05
-_BACKOFF_MAX = 1.0
-_BACKOFF_JITTER = 0.1
-_jitter = random.Random()  # private: callers seeding `random` must not synchronise backoffs
 
 RequestHook = Callable[[str, float, BaseException | None], None]
 
@@ -73,50 +66,34 @@ class EtcdClient:
         pool_size: int = 32,
     ) -> None:
         self.credentials = credentials or Credentials()
-        self.timeout = timeout
-        self._pool_size = pool_size
         # Each endpoint keeps its scheme (TLS or not) down to the socket; InvalidSettings if bad.
         self._targets = parse_endpoints(endpoints, tls_files=self.credentials.has_tls_files)
-        self._addresses = [a.netloc for a in self._targets]
-        self._endpoints: list[Endpoint | None] = [None] * len(self._addresses)
-        self._current = 0
-        self._lock = threading.Lock()
+        self._pool = EndpointPool(
+            self._targets, self.credentials, timeout=timeout, pool_size=pool_size
+        )
         self.request_hooks: list[RequestHook] = []
 
     @property
+    def timeout(self) -> float:
+        """The deadline of a call that names none (seconds); also bounds stream connects."""
+        return self._pool.timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._pool.timeout = value
+
+    @property
     def endpoints(self) -> list[str]:
-        return list(self._addresses)
+        return self._pool.addresses
 
     @property
     def current_endpoint(self) -> str:
-        return self._addresses[self._current]
+        return self._pool.current_address
 
     def close(self) -> None:
-        for ep in self._endpoints:
-            if ep is not None:
-                ep.close()
+        self._pool.close()
 
-    # -- transport -------------------------------------------------------------------------
-
-    def _endpoint(self, index: int) -> Endpoint:
-        ep = self._endpoints[index]
-        if ep is None:
-            with self._lock:
-                ep = self._endpoints[index]
-                if ep is None:
-                    ep = Endpoint(self._targets[index], self.credentials, self._pool_size)
-                    self._endpoints[index] = ep
-        return ep
-
-    def _rotate_from(self, failed: int) -> None:
-        with self._lock:
-            if self._current == failed and len(self._addresses) > 1:
-                self._current = (failed + 1) % len(self._addresses)
-                log.warning(
-                    "etcd endpoint %s unreachable; failing over to %s",
-                    self._addresses[failed],
-                    self._addresses[self._current],
-                )
+    # -- calls -----------------------------------------------------------------------------
 
     def call(
         self,
@@ -144,7 +121,7 @@ class EtcdClient:
             attributes={"db.system": "etcd", "rpc.method": method},
         ) as span:
             try:
-                return self._call_with_failover(method, body, budget, idempotent)
+                return self._pool.call(method, body, budget, idempotent=idempotent)
             except BaseException as exc:
                 error = exc
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
@@ -154,45 +131,6 @@ class EtcdClient:
                     elapsed = time.perf_counter() - started
                     for hook in self.request_hooks:
                         hook(method, elapsed, error)
-
-    def _call_with_failover(
-        self, method: str, body: dict[str, Any], budget: float, idempotent: bool
-    ) -> dict[str, Any]:
-        """Try endpoints in turn, backing off between rounds, never past the deadline.
-
-        Every attempt and every backoff sleep is cut to what is left of `budget`, so a call
-        returns or raises within its timeout (plus scheduling noise), however etcd fails.
-        """
-        deadline = time.monotonic() + budget
-        # One hung member (SIGSTOPped, mid-election) must not eat the whole deadline: an
-        # attempt gets half of it, so the next endpoint still has time to answer.
-        per_attempt = budget if budget <= 1.0 else max(1.0, budget / 2)
-        last: Unavailable | None = None
-        maybe_applied = False
-        backoff = _BACKOFF_BASE
-        while True:
-            for _ in range(len(self._addresses)):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                index = self._current
-                try:
-                    return self._endpoint(index).call(method, body, min(remaining, per_attempt))
-                except Unavailable as exc:
-                    self._rotate_from(index)
-                    if exc.maybe_applied and not idempotent:
-                        raise _not_retried(method, exc) from exc
-                    last, maybe_applied = exc, maybe_applied or exc.maybe_applied
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            time.sleep(min(remaining, backoff + _jitter.uniform(0, _BACKOFF_JITTER)))
-            backoff = min(backoff * 2, _BACKOFF_MAX)
-        raise Unavailable(
-            f"etcd unavailable at {', '.join(self._addresses)} for {budget:.1f}s "
-            f"during {method} (last error: {last or 'no time left for an attempt'})",
-            maybe_applied=maybe_applied,
-        ) from last
 
     # -- KV ----------------------------------------------------------------------------------
 
@@ -353,8 +291,8 @@ class EtcdClient:
     def lease_keepalive_once(self, lease_id: int, *, timeout: float | None = None) -> int:
         """Refresh a lease; returns the new TTL, 0 or less if the lease is gone."""
         budget = self.timeout if timeout is None else timeout
-        index = self._current
-        stream = self._endpoint(index).stream(
+        # The current member only: the LeaseKeeper retries (and so fails over) on its own.
+        stream = self._pool.current().stream(
             "/lease/keepalive", {"ID": str(lease_id)}, budget, budget
         )
         try:
@@ -382,12 +320,17 @@ class EtcdClient:
     ) -> WatchHandle:
         """A supervised watch; see `controller.storage.watch`.
 
+        `start_revision` 0 means "from now", pinned here to the current revision + 1 so the
+        watch can still resume from a revision after a break.
+
         `heartbeat_key`: a key a `Heartbeat` rewrites every few seconds; it is watched on the
         same stream so that a quiet prefix still proves the connection alive.
         """
         end = prefix_range_end(key) if prefix else range_end
+        if start_revision <= 0:
+            start_revision = self.revision(key) + 1
         return start_watch(
-            self,
+            self._pool,
             key=key,
             range_end=end,
             start_revision=start_revision,
@@ -401,31 +344,4 @@ class EtcdClient:
 
     def renew_token(self, address: str) -> None:
         """Log in again at `address` (a watch was cancelled for an invalid token)."""
-        for index, known in enumerate(self._addresses):
-            if known == address:
-                self._endpoint(index).renew_token(self.timeout)
-
-    def _open_stream(
-        self, body: dict[str, Any] | list[dict[str, Any]], read_timeout: float
-    ) -> tuple[Any, str]:
-        """Open a watch stream on the first endpoint that answers (used by the supervisor)."""
-        last: Exception | None = None
-        for _ in range(len(self._addresses)):
-            index = self._current
-            try:
-                ep = self._endpoint(index)
-                return ep.stream(
-                    "/watch", body, min(self.timeout, read_timeout), read_timeout
-                ), ep.address
-            except Unavailable as exc:
-                last = exc
-                self._rotate_from(index)
-        raise last or Unavailable("no etcd endpoint")
-
-
-def _not_retried(method: str, exc: Unavailable) -> Unavailable:
-    return Unavailable(
-        f"{exc}; the {method} request may have been applied, so it was not re-sent "
-        "(re-read before deciding again)",
-        maybe_applied=True,
-    )
+        self._pool.renew_token(address)

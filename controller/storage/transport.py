@@ -213,7 +213,7 @@ class Endpoint:
         body: dict[str, Any] | list[dict[str, Any]],
         connect_timeout: float,
         read_timeout: float,
-    ) -> _Stream:
+    ) -> Stream:
         """Open a server stream. A list body sends several requests on one stream (the
         gateway decodes concatenated JSON): a watch multiplexes its heartbeat watcher so."""
         headers = self._headers(connect_timeout)
@@ -241,7 +241,7 @@ class Endpoint:
                 self._login(connect_timeout, force=True)
                 raise Unavailable(f"{self.address}: re-authenticated; reopen the stream")
             raise err
-        return _Stream(self.address, method, resp)
+        return Stream(self.address, method, resp)
 
     # -- auth ------------------------------------------------------------------------------
 
@@ -306,7 +306,7 @@ class Endpoint:
             return token
 
 
-class _Stream:
+class Stream:
     """Iterates the JSON objects of a gateway stream (concatenated, no delimiter)."""
 
     def __init__(self, address: str, method: str, resp: requests.Response) -> None:

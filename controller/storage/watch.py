@@ -22,6 +22,10 @@ on compaction. Here one thread owns the stream and:
 - keeps what an operator alerts on: `connected`, `silence()`, `restarts` (streams re-established
   after a break, by reason through `restart_hooks`), `last_error`.
 
+The watch knows nothing of endpoints or of the client: it opens streams and logs in again
+through a `StreamOpener` it is given (`controller.storage.failover.EndpointPool`, composed by
+`EtcdClient.watch`).
+
 See docs/architecture.md, "Watch liveness".
 """
 
@@ -31,8 +35,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -41,9 +45,6 @@ from controller.storage.codec import as_int, encode_key
 from controller.storage.errors import Compacted, StorageError, Unavailable
 from controller.storage.kv import EventType, KeyValue, WatchEvent
 from controller.storage.transport import auth_rejected
-
-if TYPE_CHECKING:
-    from controller.storage.client import EtcdClient
 
 log = logging.getLogger("controller.storage.watch")
 tracer = trace.get_tracer("controller.storage")
@@ -61,6 +62,32 @@ _BACKOFF_INITIAL = 0.05
 _BACKOFF_MAX = 2.0
 _HEARTBEAT_WATCH_ID = 1
 """The events watcher gets etcd's automatic id 0 on each new stream; the heartbeat watcher 1."""
+
+
+class WatchStream(Protocol):
+    """An open server stream: the JSON messages etcd sends, until it breaks or is closed."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None:
+        """Close from another thread, unblocking a read in progress (`WatchHandle.cancel`)."""
+
+
+class StreamOpener(Protocol):
+    """What a watch needs from the endpoints: open a stream somewhere, log in again there."""
+
+    def open_stream(
+        self, method: str, body: dict[str, Any] | list[dict[str, Any]], read_timeout: float
+    ) -> tuple[WatchStream, str]:
+        """Open `method` with `body` (a list: several requests on one stream) on an endpoint
+        that answers; return the stream and that endpoint's address. Raises `StorageError`."""
+        ...
+
+    def renew_token(self, address: str) -> None:
+        """Log in again at `address`. Raises `StorageError` if that fails."""
+        ...
 
 
 class WatchHandle:
@@ -83,7 +110,7 @@ class WatchHandle:
         self.proof_hooks: list[Callable[[], None]] = []
         """Called on every proof of life (for `informer_last_event_age_seconds`)."""
         self._stop = threading.Event()
-        self._stream: Any = None
+        self._stream: WatchStream | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -122,7 +149,7 @@ class WatchHandle:
 
 
 def start_watch(
-    client: EtcdClient,
+    opener: StreamOpener,
     *,
     key: str,
     range_end: str | None,
@@ -134,14 +161,15 @@ def start_watch(
     name: str,
     heartbeat_key: str | None = None,
 ) -> WatchHandle:
+    """Start the supervising thread. `start_revision` must be an actual revision (> 0): the
+    watch resumes from it, so "from now" must be pinned by the caller (`EtcdClient.watch`)."""
     if start_revision <= 0:
-        # "From now" must still be resumable: pin it to the current revision + 1.
-        start_revision = client.revision(key) + 1
+        raise ValueError(f"start_revision must be a revision (> 0), not {start_revision}")
     handle = WatchHandle(name, start_revision)
     stream_spec = _StreamSpec(key, range_end, prev_kv, heartbeat_key, idle_timeout)
     thread = threading.Thread(
         target=_supervise,
-        args=(client, handle, stream_spec, callback, on_compacted),
+        args=(opener, handle, stream_spec, callback, on_compacted),
         name=name,
         daemon=True,
     )
@@ -181,7 +209,7 @@ class _AuthExpired(Exception):
 
 
 def _supervise(
-    client: EtcdClient,
+    opener: StreamOpener,
     handle: WatchHandle,
     spec: _StreamSpec,
     callback: WatchCallback,
@@ -191,7 +219,7 @@ def _supervise(
     broke_because: str | None = None
     while not handle.cancelled:
         try:
-            _run_stream(client, handle, spec, callback, broke_because)
+            _run_stream(opener, handle, spec, callback, broke_because)
             broke_because = None
             backoff = _BACKOFF_INITIAL
             continue
@@ -237,7 +265,7 @@ def _supervise(
                 handle.next_revision,
             )
             try:
-                client.renew_token(exc.address)
+                opener.renew_token(exc.address)
                 continue  # a fresh token: reconnect at once
             except StorageError as login_error:
                 handle.last_error = login_error
@@ -267,7 +295,7 @@ def _supervise(
 
 
 def _run_stream(
-    client: EtcdClient,
+    opener: StreamOpener,
     handle: WatchHandle,
     spec: _StreamSpec,
     callback: WatchCallback,
@@ -302,7 +330,7 @@ def _run_stream(
             "watch.start_revision": handle.next_revision,
         },
     ):
-        stream, address = client._open_stream(requests_, spec.idle_timeout)
+        stream, address = opener.open_stream("/watch", requests_, spec.idle_timeout)
     handle._stream = stream
     try:
         if handle.cancelled:
@@ -355,7 +383,9 @@ def _raise_for_cancel(msg: dict[str, Any], handle: WatchHandle, address: str) ->
     raise Unavailable(f"{address}: watch cancelled by the server: {reason}")
 
 
-def _iter_or_silent(stream: Any, handle: WatchHandle, address: str) -> Any:
+def _iter_or_silent(
+    stream: WatchStream, handle: WatchHandle, address: str
+) -> Iterator[dict[str, Any]]:
     try:
         yield from stream
     except StorageError as exc:

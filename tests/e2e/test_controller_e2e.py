@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from controller.labworker import SimProvider
-from controller.repository import LabWorkerRepository
-from controller.resources import LabWorker
+from controller.labworker.model import LabWorker
+from controller.labworker.repository import LabWorkerRepository
+from controller.labworker.sim import SimProvider
 from controller.storage import connect
 from tests.e2e.harness import (
     PREFIX,

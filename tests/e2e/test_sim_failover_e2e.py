@@ -16,9 +16,8 @@ import threading
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from controller.labworker import SimProvider
 from controller.labworker.reasons import HOST_UNHEALTHY
-from controller.labworker.sim import read_audit_log
+from controller.labworker.sim import SimProvider, read_audit_log
 from controller.storage import EtcdClient, EventType, WatchEvent, connect
 from tests.e2e.harness import (
     PREFIX,

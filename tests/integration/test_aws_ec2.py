@@ -16,13 +16,13 @@ import pytest
 from controller.labworker.aws.cml import CmlClient, CmlSettings
 from controller.labworker.aws.ec2 import TAG_UID, Ec2Instances, settings_from
 from controller.labworker.aws.provider import ADDRESS_TTL, AwsProvider
+from controller.labworker.model import InstanceSpec
 from controller.labworker.provider import (
     InstanceState,
     LicenseSecretMissing,
     ProviderError,
     ProviderFatalError,
 )
-from controller.resources import InstanceSpec
 from tests.cmlserver import DEFAULT_PASSWORD, DEFAULT_VALID_TOKEN, CmlServer
 from tests.ec2server import Ec2TestServer
 

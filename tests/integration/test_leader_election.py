@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from controller.labworker.fenced import FencedProvider
+from controller.labworker.model import InstanceSpec, LabWorker
+from controller.labworker.repository import LabWorkerRepository
 from controller.labworker.sim import SimProvider
-from controller.repository import LabWorkerRepository
-from controller.resources import InstanceSpec, LabWorker
 from controller.runtime.fencing import NotOwner
 from controller.runtime.leader import LeaderElector
 from controller.storage import EtcdClient, Fenced, Unavailable, connect

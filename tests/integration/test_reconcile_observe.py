@@ -8,23 +8,12 @@ from typing import Any
 
 import pytest
 
-from controller.labworker import (
-    FAIL_ANNOTATION,
-    HostHealth,
-    Instance,
-    InstanceState,
-    ProviderError,
-    SimProvider,
-    observe,
-)
-from controller.resources import (
-    DEFAULT_NAMESPACE,
-    FINALIZER,
-    DesiredPhase,
-    InstanceSpec,
-    LabWorker,
-    Phase,
-)
+from controller.labworker.model import FINALIZER, InstanceSpec, LabWorker
+from controller.labworker.observation import observe
+from controller.labworker.phase import DesiredPhase, Phase
+from controller.labworker.provider import HostHealth, Instance, InstanceState, ProviderError
+from controller.labworker.sim import FAIL_ANNOTATION, SimProvider
+from controller.resources import DEFAULT_NAMESPACE
 from controller.storage import EtcdClient, connect
 from tests.etcdproc import EtcdProcess
 

@@ -11,23 +11,15 @@ from typing import Any
 
 import pytest
 
-from controller.labworker import (
-    FAIL_ANNOTATION,
-    HOSTED_LABS_ANNOTATION,
-    InstanceState,
-    LabWorkerReconciler,
-    SimProvider,
-    observe,
-    reasons,
-)
-from controller.repository import LabWorkerRepository
-from controller.resources import (
-    FINALIZER,
-    DesiredPhase,
-    LabWorker,
-    Phase,
-    find_condition,
-)
+from controller.labworker import reasons
+from controller.labworker.model import FINALIZER, LabWorker
+from controller.labworker.observation import observe
+from controller.labworker.phase import DesiredPhase, Phase
+from controller.labworker.provider import InstanceState
+from controller.labworker.reconciler import LabWorkerReconciler
+from controller.labworker.repository import LabWorkerRepository
+from controller.labworker.sim import FAIL_ANNOTATION, HOSTED_LABS_ANNOTATION, SimProvider
+from controller.resources import find_condition
 from controller.runtime.result import ReconcileError, Result
 from controller.storage import connect
 from tests.etcdproc import EtcdProcess
@@ -43,7 +35,7 @@ def repository(etcd: EtcdProcess) -> LabWorkerRepository:
 
 @pytest.fixture
 def sim(repository: LabWorkerRepository) -> SimProvider:
-    return SimProvider(repository.backend.client, "/reconciler-test", step_delay=0.0, seed=11)
+    return SimProvider(repository.client, "/reconciler-test", step_delay=0.0, seed=11)
 
 
 @pytest.fixture
@@ -317,7 +309,7 @@ def test_transient_provider_errors_are_retried_without_writing(
 ) -> None:
     key = create(repository, "unlucky")
     flaky = SimProvider(
-        repository.backend.client, "/reconciler-test", step_delay=0.0, failure_rate=1.0
+        repository.client, "/reconciler-test", step_delay=0.0, failure_rate=1.0
     )
     reconciler = LabWorkerReconciler(repository, flaky)
     reconciler.reconcile(key)  # -> Pending: no provider call yet

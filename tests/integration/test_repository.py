@@ -1,15 +1,17 @@
-"""LabWorkerRepository against a real etcd: generation rules, CAS retry, async twins."""
+"""LabWorkerRepository against a real etcd: generation rules, CAS retry, apply, finders."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import pytest
 
-from controller.repository import LabWorkerRepository, SpecChangeRefused, split_key
-from controller.resources import FINALIZER, LabWorker, Phase
-from controller.storage import AlreadyExists, connect
+from controller.labworker.model import FINALIZER, LabWorker
+from controller.labworker.phase import Phase
+from controller.labworker.repository import LabWorkerRepository
+from controller.resources import ObjectKey
+from controller.runtime.repository import SpecChangeRefused
+from controller.storage import AlreadyExists, Conflict, connect
 from tests.etcdproc import EtcdProcess
 
 
@@ -44,13 +46,13 @@ def test_update_spec_bumps_generation_only_when_spec_changes(repo: LabWorkerRepo
         w.metadata.labels["tier"] = "silver"
 
     r = repo.update_spec("default", "g", relabel)
-    assert r.written and r.worker is not None and r.worker.metadata.generation == 1
+    assert r.written and r.object is not None and r.object.metadata.generation == 1
 
     def retrack(w: LabWorker) -> None:
         w.spec.lab_track = "devnet"
 
     r = repo.update_spec("default", "g", retrack)
-    assert r.worker is not None and r.worker.metadata.generation == 2
+    assert r.object is not None and r.object.metadata.generation == 2
     r = repo.update_spec("default", "g", retrack)  # same spec again: no write at all
     assert not r.written
 
@@ -127,7 +129,7 @@ def test_mark_for_deletion_respects_finalizers(repo: LabWorkerRepository) -> Non
 
     repo.update_status("default", "guarded", add_finalizer)
     r = repo.mark_for_deletion("default", "guarded")
-    assert not r.deleted and r.worker is not None and r.worker.metadata.deletion_timestamp
+    assert not r.deleted and r.object is not None and r.object.metadata.deletion_timestamp
 
     def remove_finalizer(w: LabWorker) -> None:
         w.metadata.finalizers.remove(FINALIZER)
@@ -136,29 +138,38 @@ def test_mark_for_deletion_respects_finalizers(repo: LabWorkerRepository) -> Non
     assert repo.get("default", "guarded") is None
 
 
-def test_finders_and_async_twins(repo: LabWorkerRepository) -> None:
-    async def scenario() -> None:
-        await repo.save_async(manifest("x1", "ccna"))
-        await repo.save_async(manifest("x2", "devnet", namespace="emea"))
-        updated = await repo.save_async(manifest("x1", "ccnp"))  # exists: spec update
-        assert updated.metadata.generation == 2
+def test_finders_apply_and_delete(repo: LabWorkerRepository) -> None:
+    assert repo.apply(manifest("x1", "ccna"))[1] == "created"
+    repo.apply(manifest("x2", "devnet", namespace="emea"))
+    updated, outcome = repo.apply(manifest("x1", "ccnp"))  # exists: spec update
+    assert outcome == "configured" and updated.metadata.generation == 2
+    assert repo.apply(manifest("x1", "ccnp"))[1] == "unchanged"
 
-        def to_ready(w: LabWorker) -> None:
-            w.status.phase = Phase.READY
+    def to_ready(w: LabWorker) -> None:
+        w.status.phase = Phase.READY
 
-        await repo.update_status_async("emea", "x2", to_ready)
-        assert [w.metadata.name for w in await repo.list_async()] == ["x1", "x2"]
-        assert [w.metadata.name for w in await repo.list_async("emea")] == ["x2"]
-        assert [w.metadata.name for w in await repo.find_by_phase_async(Phase.READY)] == ["x2"]
-        assert [w.metadata.name for w in await repo.find_by_lab_track_async("ccnp")] == ["x1"]
-        got = await repo.get_by_id_async("emea/x2")
-        assert got is not None and got.status.phase == Phase.READY
-        assert await repo.delete_async("emea/x2")
-        assert await repo.get_by_id_async("emea/x2") is None
-        assert repo.list(selector="tier=gold")[0].metadata.name == "x1"
+    repo.update_status("emea", "x2", to_ready)
+    assert [w.metadata.name for w in repo.list()] == ["x1", "x2"]
+    assert [w.metadata.name for w in repo.list("emea")] == ["x2"]
+    assert [w.metadata.name for w in repo.find_by_phase(Phase.READY)] == ["x2"]
+    assert [w.metadata.name for w in repo.find_by_lab_track("ccnp")] == ["x1"]
+    got = repo.get_by_key("emea/x2")
+    assert got is not None and got.status.phase == Phase.READY
+    assert repo.delete("emea", "x2")
+    assert repo.get_by_key(ObjectKey("emea", "x2")) is None
+    assert not repo.delete("emea", "x2")
+    assert repo.list(selector="tier=gold")[0].metadata.name == "x1"
 
-    asyncio.run(scenario())
-    assert split_key("ns/name") == ("ns", "name")
+
+def test_apply_with_a_stale_resource_version_is_a_conflict(repo: LabWorkerRepository) -> None:
+    first = repo.create(manifest("pinned", "ccna"))
+    repo.apply(manifest("pinned", "ccnp"))
+    stale = manifest("pinned", "devnet")
+    stale.metadata.resource_version = first.metadata.resource_version
+    with pytest.raises(Conflict):
+        repo.apply(stale)
+    got = repo.get("default", "pinned")
+    assert got is not None and got.spec.lab_track == "ccnp"
 
 
 def test_invalid_stored_objects_are_skipped_by_list(
@@ -166,6 +177,6 @@ def test_invalid_stored_objects_are_skipped_by_list(
 ) -> None:
     repo.create(manifest("ok"))
     bad = '{"metadata":{"name":"bad","namespace":"default"},"spec":{"instance":{"volumeSizeGb":1}}}'
-    shared_etcd.put(repo.backend.prefix + "default/bad", bad)
+    shared_etcd.put(repo.prefix + "default/bad", bad)
     assert [w.metadata.name for w in repo.list()] == ["ok"]
-    assert shared_etcd.get_raw(repo.backend.prefix + "default/bad") == bad.encode()
+    assert shared_etcd.get_raw(repo.prefix + "default/bad") == bad.encode()

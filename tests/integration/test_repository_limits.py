@@ -11,11 +11,13 @@ from collections.abc import Callable
 
 import pytest
 
-from controller.labworker.records import decode_record
-from controller.repository import InvalidObject, LabWorkerRepository, WriteRefused
-from controller.resources import LabWorker
+from controller.labworker.kind import LABWORKER
+from controller.labworker.model import LabWorker
+from controller.labworker.repository import LabWorkerRepository
 from controller.runtime.informer import InvalidObjectError
-from controller.storage import CorruptValue, connect
+from controller.runtime.record import record_decoder
+from controller.runtime.repository import InvalidObject, WriteRefused
+from controller.storage import CorruptValue, EtcdStorageBackend, connect
 from tests.etcdproc import EtcdProcess
 
 MiB = 1024 * 1024
@@ -37,7 +39,7 @@ def repo(shared_etcd: EtcdProcess, request: pytest.FixtureRequest) -> LabWorkerR
 
 
 def keys_under(etcd: EtcdProcess, repo: LabWorkerRepository) -> list[str]:
-    return etcd.etcdctl("get", repo.backend.prefix, "--prefix", "--keys-only").split()
+    return etcd.etcdctl("get", repo.prefix, "--prefix", "--keys-only").split()
 
 
 def _set(path: str, value: object) -> Callable[[LabWorker], None]:
@@ -123,7 +125,7 @@ def test_update_spec_refuses_and_leaves_the_stored_object_alone(
 ) -> None:
     mutate, reason, expected = BROKEN[case]
     repo.create(manifest())
-    key = repo.backend.prefix + "default/w"
+    key = repo.prefix + "default/w"
     stored, before = shared_etcd.get_raw(key), shared_etcd.revision()
 
     with pytest.raises(WriteRefused) as refused:
@@ -141,7 +143,7 @@ def test_update_status_refuses_oversized_or_invalid_status(
     repo: LabWorkerRepository, shared_etcd: EtcdProcess
 ) -> None:
     repo.create(manifest())
-    key = repo.backend.prefix + "default/w"
+    key = repo.prefix + "default/w"
     stored, before = shared_etcd.get_raw(key), shared_etcd.revision()
 
     with pytest.raises(WriteRefused, match=r"status\.errorMessage \(307200 bytes\)") as big:
@@ -160,7 +162,7 @@ def test_reads_report_every_value_the_informer_skips_for_the_same_reason(
     repo: LabWorkerRepository, shared_etcd: EtcdProcess
 ) -> None:
     good = repo.create(manifest("good"))
-    prefix = repo.backend.prefix
+    prefix = repo.prefix
     copied = shared_etcd.get_raw(prefix + "default/good")
     assert copied is not None
     oversized = manifest("big")
@@ -188,10 +190,10 @@ def test_reads_report_every_value_the_informer_skips_for_the_same_reason(
         with pytest.raises(InvalidObject) as invalid:
             repo.get_by_key(key)
         assert invalid.value.reason == reason, (key, invalid.value)
-        kv = repo.backend.client.get(prefix + key)
+        kv = repo.client.get(prefix + key)
         assert kv is not None
         with pytest.raises(InvalidObjectError) as skipped:
-            decode_record(key, kv)
+            record_decoder(LABWORKER)(key, kv)
         assert skipped.value.reason.split(":", 1)[0] == reason  # the informer agrees
 
     reported: list[InvalidObject] = []
@@ -205,7 +207,8 @@ def test_reads_report_every_value_the_informer_skips_for_the_same_reason(
     assert shared_etcd.get_raw(prefix + "default/copy") == copied
     assert repo.get("default", "good") == good
 
-    # The generic backend decodes the same deep value without a RecursionError.
+    # The generic document backend decodes the same deep value without a RecursionError.
+    backend = EtcdStorageBackend(repo.client, prefix)
     with pytest.raises(CorruptValue, match="recursion limit exceeded"):
-        repo.backend.get("default/deep")
-    assert "default/deep" not in {d["metadata"].get("name") for d in repo.backend.list()}
+        backend.get("default/deep")
+    assert "default/deep" not in {d["metadata"].get("name") for d in backend.list()}

@@ -14,22 +14,24 @@ from pathlib import Path
 import pytest
 
 from controller.config import ConfigError, add_arguments, load
-from controller.labworker import (
-    FAIL_ANNOTATION,
-    HOSTED_LABS_ANNOTATION,
-    NO_LICENSE_ANNOTATION,
+from controller.labworker import plugins, sim_plugin
+from controller.labworker.model import InstanceSpec
+from controller.labworker.provider import (
+    AnnotationAware,
     InstanceState,
     LabProvider,
     ProviderError,
     ProviderFatalError,
-    SimProvider,
-    plugins,
-    sim_plugin,
 )
-from controller.labworker.app import build_provider
-from controller.labworker.provider import AnnotationAware
-from controller.labworker.sim import instances_prefix, read_audit_log
-from controller.resources import InstanceSpec
+from controller.labworker.setup import build_provider
+from controller.labworker.sim import (
+    FAIL_ANNOTATION,
+    HOSTED_LABS_ANNOTATION,
+    NO_LICENSE_ANNOTATION,
+    SimProvider,
+    instances_prefix,
+    read_audit_log,
+)
 from controller.storage import EtcdClient, connect
 from tests.etcdproc import EtcdProcess, free_port, wait_until
 from tests.faultproxy import FaultProxy

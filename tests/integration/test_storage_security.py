@@ -90,7 +90,7 @@ def test_expired_auth_token_is_renewed_transparently(tmp_path: Path) -> None:
         proc.etcdctl("auth", "enable")
         client = connect([proc.endpoint], username="root", password="rootpw", timeout=3.0)
         client.put("/k", b"v")
-        endpoint = client._endpoint(0)
+        endpoint = client._pool.endpoint(0)
         first_token = endpoint._token
         assert first_token
 

@@ -20,8 +20,8 @@ from controller.labworker.aws.ec2 import (
     transition_outcome,
 )
 from controller.labworker.aws.plugin import PLUGIN
+from controller.labworker.model import InstanceSpec
 from controller.labworker.provider import InstanceState, ProviderError
-from controller.resources import InstanceSpec
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 SETTINGS = Ec2Settings(boot_estimate=300.0, poll_interval=15.0)

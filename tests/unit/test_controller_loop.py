@@ -6,7 +6,9 @@ import threading
 from collections import Counter
 from typing import Any
 
-from controller.runtime.controller import Controller, ControllerOptions, ReconcileMetrics
+from controller.resources import ObjectKey
+from controller.runtime.builder import owner_key
+from controller.runtime.controller import Controller, ControllerOptions, NoopReconcileMetrics
 from controller.runtime.informer import EventKind, InformerEvent
 from controller.runtime.result import ReconcileError, Result, TerminalError
 from tests.etcdproc import wait_until
@@ -21,11 +23,11 @@ class StubInformer:
     def add_handler(self, handler: Any) -> None:
         self.handler = handler
 
-    def emit(self, key: str, revision: int = 7) -> None:
-        self.handler(InformerEvent(EventKind.MODIFIED, key, object(), revision))
+    def emit(self, name: str, revision: int = 7, obj: Any = None) -> None:
+        self.handler(InformerEvent(EventKind.MODIFIED, f"default/{name}", obj, revision))
 
 
-class RecordingMetrics(ReconcileMetrics):
+class RecordingMetrics(NoopReconcileMetrics):
     def __init__(self) -> None:
         self.results: Counter[str] = Counter()
         self.panics = 0
@@ -41,13 +43,12 @@ class RecordingMetrics(ReconcileMetrics):
         self.terminal += 1
 
 
-def make(
-    reconcile: Any, workers: int = 2
-) -> tuple[Controller[Any], StubInformer, RecordingMetrics]:
+def make(reconcile: Any, workers: int = 2) -> tuple[Controller, StubInformer, RecordingMetrics]:
     informer = StubInformer()
     metrics = RecordingMetrics()
     opts = ControllerOptions(workers=workers, base_delay=0.001, max_delay=0.01, metrics=metrics)
-    ctl: Controller[Any] = Controller("test", "Thing", informer, reconcile, opts)  # type: ignore[arg-type]
+    ctl = Controller("test", "Thing", lambda key: reconcile(key.name), opts)
+    ctl.watch(informer)  # type: ignore[arg-type]
     ctl.start()
     return ctl, informer, metrics
 
@@ -68,7 +69,7 @@ def test_a_panicking_reconcile_is_retried_and_the_worker_survives() -> None:
     wait_until(lambda: calls["good"] == 1, what="the next key")
     assert metrics.panics == 2
     assert ctl.queue.num_requeues("bad") == 0  # forgotten after success
-    assert ctl.shutdown(5)
+    assert ctl.stop(5)
 
 
 def test_transient_errors_back_off_and_terminal_errors_stop() -> None:
@@ -93,7 +94,7 @@ def test_transient_errors_back_off_and_terminal_errors_stop() -> None:
     assert calls["hopeless"] == 1  # never retried
     assert calls["flaky"] == 4
     assert metrics.results["error"] == 4 and metrics.results["success"] == 1
-    assert ctl.shutdown(5)
+    assert ctl.stop(5)
 
 
 def test_requeue_after_comes_back_and_dedup_holds() -> None:
@@ -107,7 +108,7 @@ def test_requeue_after_comes_back_and_dedup_holds() -> None:
     informer.emit("k")
     wait_until(lambda: calls["k"] == 2, what="the delayed requeue")
     assert metrics.results["requeue_after"] == 1
-    assert ctl.shutdown(5)
+    assert ctl.stop(5)
 
 
 def test_shutdown_lets_the_in_flight_reconcile_finish() -> None:
@@ -126,9 +127,34 @@ def test_shutdown_lets_the_in_flight_reconcile_finish() -> None:
     assert started.wait(5)
     informer.emit("queued-but-never-started")
     result: list[bool] = []
-    t = threading.Thread(target=lambda: result.append(ctl.shutdown(10)))
+    t = threading.Thread(target=lambda: result.append(ctl.stop(10)))
     t.start()
     release.set()
     t.join(10)
     assert result == [True]
     assert finished == ["slow"]
+
+
+class _Owner:
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind, self.name, self.uid = kind, name, "uid-" + name
+
+
+class _Owned:
+    def __init__(self, controller: _Owner | None) -> None:
+        self.controller = controller
+
+
+def test_an_owned_objects_event_enqueues_its_controller_owner_only() -> None:
+    seen: list[ObjectKey] = []
+    done = threading.Event()
+    ctl = Controller("pools", "Pool", lambda key: seen.append(key) or done.set() or Result.done())
+    owned = StubInformer()
+    ctl.watch(owned, owner_key("Pool"))  # type: ignore[arg-type]
+    ctl.start()
+    owned.emit("orphan", obj=_Owned(None))
+    owned.emit("stranger", obj=_Owned(_Owner("Deployment", "web")))
+    owned.emit("pool-a-x1", obj=_Owned(_Owner("Pool", "pool-a")))
+    assert done.wait(5)
+    assert ctl.stop(5)
+    assert seen == [ObjectKey("default", "pool-a")]

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from controller.resources.phase import (
+from controller.labworker.phase import (
     TRANSITIONS,
     DesiredPhase,
     Phase,

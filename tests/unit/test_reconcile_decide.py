@@ -14,22 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.labworker import reasons
-from controller.labworker.decide import Decision, IllegalTransition, _Draft, decide
+from controller.labworker.decide import Decision, IllegalTransition, decide
+from controller.labworker.model import FINALIZER, LabWorker
 from controller.labworker.observation import Observation
+from controller.labworker.phase import DesiredPhase, Phase, allowed_targets, can_transition
+from controller.labworker.phases.draft import Draft
 from controller.labworker.policy import Intervals, PhaseTimeouts
 from controller.labworker.provider import HostHealth, Instance, InstanceState
-from controller.resources import (
-    FINALIZER,
-    Condition,
-    DesiredPhase,
-    LabWorker,
-    Phase,
-    allowed_targets,
-    can_transition,
-    find_condition,
-    format_timestamp,
-    set_condition,
-)
+from controller.resources import Condition, find_condition, format_timestamp, set_condition
 
 P = Phase
 D = DesiredPhase
@@ -593,7 +585,7 @@ def test_transient_error_past_the_phase_timeout_fails() -> None:
 
 def test_the_guard_refuses_a_transition_outside_the_table() -> None:
     worker = make_worker(P.PENDING)
-    draft = _Draft(worker, Observation.blank(worker), NOW, PhaseTimeouts(), INTERVALS)
+    draft = Draft(worker, Observation.blank(worker), NOW, INTERVALS)
     with pytest.raises(IllegalTransition, match="Pending -> Ready"):
         draft.move(P.READY, "a shortcut")
 

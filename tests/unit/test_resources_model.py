@@ -10,13 +10,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from controller.labworker.model import FINALIZER, LabWorker
+from controller.labworker.phase import DesiredPhase, Phase
 from controller.resources import (
-    FINALIZER,
     Condition,
-    DesiredPhase,
-    LabWorker,
     ObjectMeta,
-    Phase,
     condition_is_true,
     find_condition,
     format_timestamp,

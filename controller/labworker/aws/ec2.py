@@ -32,13 +32,14 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from controller.labworker.aws.errors import AWS_ERRORS, classify
+from controller.labworker.model import InstanceSpec
 from controller.labworker.provider import (
     Instance,
     InstanceState,
     ProviderError,
     ProviderFatalError,
 )
-from controller.resources import DEFAULT_NAMESPACE, InstanceSpec
+from controller.resources import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

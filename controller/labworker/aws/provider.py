@@ -25,13 +25,14 @@ from typing import Final
 from controller.labworker.aws.cml import CmlClient
 from controller.labworker.aws.ec2 import Ec2Instances
 from controller.labworker.aws.secrets import read_license_token
+from controller.labworker.model import InstanceSpec
 from controller.labworker.provider import (
     HostHealth,
     Instance,
     InstanceState,
     ProviderError,
 )
-from controller.resources import DEFAULT_NAMESPACE, InstanceSpec
+from controller.resources import DEFAULT_NAMESPACE
 
 log = logging.getLogger("controller.labworker.aws")
 

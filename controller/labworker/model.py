@@ -7,15 +7,14 @@ controller can still read objects whose status a newer controller has written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import ConfigDict, Field, StringConstraints
 
+from controller.labworker.phase import DesiredPhase, Phase
 from controller.resources.conditions import Condition
 from controller.resources.meta import CamelModel, ObjectMeta, Timestamp
-from controller.resources.names import shorten
-from controller.resources.phase import DesiredPhase, Phase
+from controller.resources.object import Resource
 
 API_VERSION: Final = "lab.neuroglia.io/v1"
 KIND: Final = "LabWorker"
@@ -103,11 +102,7 @@ class LabWorkerStatus(CamelModel):
     error_count: int = Field(default=0, ge=0)
 
 
-# Excluding by Python field name; computed once instead of per dump.
-_WITHOUT_RESOURCE_VERSION: Mapping[str, Any] = {"metadata": {"resource_version"}}
-
-
-class LabWorker(CamelModel):
+class LabWorker(Resource):
     model_config = ConfigDict(
         extra="forbid",
         title="LabWorker",
@@ -121,55 +116,3 @@ class LabWorker(CamelModel):
     metadata: ObjectMeta
     spec: LabWorkerSpec
     status: LabWorkerStatus = Field(default_factory=LabWorkerStatus)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LabWorker:
-        """Validate a decoded manifest or stored value; raises pydantic.ValidationError."""
-        return cls.model_validate(data)
-
-    @classmethod
-    def from_json(cls, data: str | bytes) -> LabWorker:
-        """Validate raw JSON (an etcd value) without building an intermediate dict."""
-        return cls.model_validate_json(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """camelCase, JSON-compatible, with resourceVersion: what `labctl get` shows."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-    def to_storage_dict(self) -> dict[str, Any]:
-        """What is written to etcd: resourceVersion is the key's mod_revision, not data."""
-        return self.model_dump(
-            mode="json", by_alias=True, exclude_none=True, exclude=_WITHOUT_RESOURCE_VERSION
-        )
-
-    def to_storage_json(self) -> bytes:
-        """Same content as to_storage_dict, serialized in one step for the write path."""
-        return self.model_dump_json(
-            by_alias=True, exclude_none=True, exclude=_WITHOUT_RESOURCE_VERSION
-        ).encode()
-
-
-def render_location(location: tuple[int | str, ...]) -> str:
-    """`metadata.annotations['example.com/note']`; a huge key is shortened, not copied."""
-    rendered = ""
-    for part in location:
-        if isinstance(part, int):
-            rendered += f"[{part}]"
-        elif part.isidentifier() and len(part) <= 80:
-            rendered += f".{part}" if rendered else part
-        else:  # label keys like "example.com/tier" would be ambiguous after a dot
-            rendered += f"[{shorten(part)}]"
-    return rendered or "(root)"
-
-
-_FRIENDLIER_MESSAGES = {
-    "extra_forbidden": "unknown field (not part of the LabWorker schema)",
-}
-
-
-def validation_errors(exc: ValidationError) -> list[str]:
-    """One 'field.path: problem' line per error, in camelCase as written in manifests."""
-    return [
-        f"{render_location(error['loc'])}: {_FRIENDLIER_MESSAGES.get(error['type'], error['msg'])}"
-        for error in exc.errors(include_url=False)
-    ]

@@ -1,0 +1,194 @@
+"""The composition root of `labctl run`: settings → observability → etcd → Manager → kinds.
+
+This is the only place that knows every piece. Each kind is a package exposing `KINDS` (its
+`Kind` descriptions) and `setup(manager, settings)` (its controllers, admission plug-ins,
+indexes); adding a kind is adding its package to KIND_PACKAGES (docs/architecture.md,
+Runtime). Order matters only in that a kind's setup may use what an earlier one installed
+(events installs the recorder every later reconciler records through).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from controller import events, labworker, pool, quota
+from controller.config import ConfigError, Settings, etcd_client
+from controller.observability import (
+    ControllerMetrics,
+    HealthRegistry,
+    WorkqueueMetrics,
+    configure_logging,
+    new_registry,
+    start_otlp_metrics_export,
+)
+from controller.observability.server import HttpServer, start_observability_servers
+from controller.observability.tracing import configure_tracing, shutdown_tracing
+from controller.resources import KindRegistry
+from controller.runtime.controller import Controller
+from controller.runtime.leader import LeaderElector, default_identity
+from controller.runtime.manager import Manager, ManagerOptions
+from controller.runtime.runnable import RunnableFunc
+from controller.runtime.write_health import WriteHealth
+from controller.storage import EtcdClient, Heartbeat
+
+log = logging.getLogger("controller.app")
+
+KIND_PACKAGES: tuple[ModuleType, ...] = (events, quota, labworker, pool)
+"""Every kind this controller serves: one package each (KINDS + setup(manager, settings))."""
+
+LEADER_ELECTION_NAME = "labworker-controller"
+"""The election key's last segment (kept from the single-kind controller: a rolling upgrade
+must elect against the same key)."""
+
+
+def kind_registry() -> KindRegistry:
+    """Every kind `labctl` and the controller know, by every name (`lw`, `pool`, …)."""
+    registry = KindRegistry()
+    for package in KIND_PACKAGES:
+        for kind in package.KINDS:
+            registry.register(kind)
+    return registry
+
+
+@dataclass
+class App:
+    """Everything `labctl run` builds, exposed for tests, benchmarks and embedding."""
+
+    settings: Settings
+    client: EtcdClient
+    manager: Manager
+    registry: CollectorRegistry
+    health: HealthRegistry
+    metrics: ControllerMetrics
+
+    def controller(self, name: str) -> Controller:
+        for runnable in self.manager.runnables:
+            if isinstance(runnable, Controller) and runnable.name == name:
+                return runnable
+        raise KeyError(f"no controller named {name!r}")
+
+
+def build_app(settings: Settings) -> App:
+    registry = new_registry()
+    metrics = ControllerMetrics(registry)
+    health = HealthRegistry()
+    client = etcd_client(settings, pool_size=settings.controller_workers * 2 + 4)
+
+    def on_request(method: str, seconds: float, error: BaseException | None) -> None:
+        metrics.etcd_request(
+            method.strip("/").replace("/", "_"), seconds, type(error).__name__ if error else None
+        )
+
+    client.request_hooks.append(on_request)
+    write_health = WriteHealth(
+        client,
+        prefix=settings.etcd_prefix,
+        username=settings.etcd_username,
+        on_failing=metrics.etcd_write_failing,
+        on_alarms=metrics.etcd_alarms,
+    )
+    client.request_hooks.append(write_health.writes.record)
+    identity = settings.leader_election_id or default_identity()
+    elector = None
+    if settings.leader_elect:
+        elector = LeaderElector(
+            client,
+            f"{settings.etcd_prefix.rstrip('/')}/leader/{LEADER_ELECTION_NAME}",
+            identity=identity,
+            ttl=settings.leader_election_ttl,
+            on_change=lambda leading: metrics.leader_status(LEADER_ELECTION_NAME, leading),
+        )
+        metrics.leader_status(LEADER_ELECTION_NAME, False)
+    else:
+        metrics.leader_status(LEADER_ELECTION_NAME, True)  # the only instance
+    heartbeat = None
+    if settings.watch_heartbeat_interval > 0:
+        heartbeat = Heartbeat(
+            client,
+            f"{settings.etcd_prefix.rstrip('/')}/heartbeats/{identity}",
+            interval=settings.watch_heartbeat_interval,
+        )
+    manager = Manager(
+        client,
+        ManagerOptions(
+            root=settings.etcd_prefix,
+            shutdown_grace=settings.shutdown_grace,
+            watch_dead_after=settings.watch_dead_after,
+            resync_period=settings.resync_period,
+            watch_idle_timeout=settings.watch_idle_timeout,
+            controller_workers=settings.controller_workers,
+            informer_metrics=metrics,
+            reconcile_metrics=metrics,
+            workqueue_metrics=WorkqueueMetrics(registry),
+        ),
+        health=health,
+        elector=elector,
+        write_health=write_health,
+        heartbeat=heartbeat,
+    )
+    manager.identity = identity
+    for package in KIND_PACKAGES:
+        package.setup(manager, settings)
+    return App(settings, client, manager, registry, health, metrics)
+
+
+def add_servers(app: App) -> list[HttpServer]:
+    """Bind the metrics and health ports now (a taken port is a ConfigError at start) and
+    let the manager serve them from the start of its run."""
+    s = app.settings
+    try:
+        servers = start_observability_servers(
+            app.health,
+            app.registry,
+            host=s.http_host,
+            metrics_port=s.metrics_port,
+            health_port=s.health_port,
+        )
+    except OSError as exc:  # the port is taken, or the address is not this host's
+        raise ConfigError(
+            f"{exc.strerror or exc}: set METRICS_PORT / HEALTH_PORT (or HTTP_HOST) to a free "
+            "port on this host"
+        ) from None
+    for server in servers:
+        log.info("serving %s on http://%s:%d", ", ".join(server.paths), s.http_host, server.port)
+        app.manager.add(RunnableFunc(f"http-{server.port}", server.start, server.stop))
+    return servers
+
+
+def add_metrics_export(app: App) -> None:
+    """OTLP metrics push, when configured, as a runnable flushed at shutdown."""
+    bridge: list[Any] = []
+
+    def start() -> None:
+        exporter = start_otlp_metrics_export(app.registry)
+        if exporter is not None:
+            bridge.append(exporter)
+
+    def stop() -> None:
+        for exporter in bridge:
+            exporter.shutdown()
+
+    app.manager.add(RunnableFunc("otlp-metrics", start, stop))
+
+
+def run_controller(settings: Settings) -> int:
+    """`labctl run`: block until SIGTERM/SIGINT, then drain and return the exit code."""
+    configure_logging(settings.log_level, settings.log_format)
+    configure_tracing()
+    log.info("starting lab resource controller", extra={"settings": settings.public()})
+    app = build_app(settings)
+    servers = add_servers(app)
+    add_metrics_export(app)
+    app.manager.install_signal_handlers()
+    try:
+        return app.manager.run()
+    finally:
+        for server in servers:
+            server.stop()
+        shutdown_tracing()
+        app.client.close()
