@@ -32,6 +32,7 @@ from controller.resources import KindRegistry
 from controller.runtime.controller import Controller
 from controller.runtime.leader import LeaderElector, default_identity
 from controller.runtime.manager import Manager, ManagerOptions
+from controller.runtime.repository import RepositorySet
 from controller.runtime.runnable import RunnableFunc
 from controller.runtime.write_health import WriteHealth
 from controller.storage import EtcdClient, Heartbeat
@@ -44,6 +45,21 @@ KIND_PACKAGES: tuple[ModuleType, ...] = (events, quota, labworker, pool)
 LEADER_ELECTION_NAME = "labworker-controller"
 """The election key's last segment (kept from the single-kind controller: a rolling upgrade
 must elect against the same key)."""
+
+
+def register_admission(repositories: RepositorySet) -> RepositorySet:
+    """Every kind package's admission plug-ins (quotas) on `repositories`: the controller's
+    and `labctl`'s writes are checked alike."""
+    for package in KIND_PACKAGES:
+        admission = getattr(package, "admission", None)
+        if admission is not None:
+            admission(repositories)
+    return repositories
+
+
+def repositories(client: EtcdClient, root: str) -> RepositorySet:
+    """The repositories `labctl` writes through, with every kind's admission plug-ins."""
+    return register_admission(RepositorySet(client, root))
 
 
 def kind_registry() -> KindRegistry:
@@ -132,6 +148,7 @@ def build_app(settings: Settings) -> App:
         heartbeat=heartbeat,
     )
     manager.identity = identity
+    register_admission(manager.repositories)
     for package in KIND_PACKAGES:
         package.setup(manager, settings)
     return App(settings, client, manager, registry, health, metrics)

@@ -25,12 +25,12 @@ from pydantic import ValidationError
 from controller import config
 from controller.labworker.model import LabWorker
 from controller.labworker.phase import Phase
-from controller.observability import configure_logging
 from controller.labworker.repository import LabWorkerRepository
-from controller.runtime.repository import InvalidObject, WriteRefused
+from controller.observability import configure_logging
 from controller.resources import parse_timestamp, validation_errors
 from controller.resources.names import shorten
 from controller.resources.selector import SelectorError
+from controller.runtime.repository import InvalidObject, WriteRefused
 from controller.storage import StorageError
 
 RESOURCE_NAMES = {"labworker", "labworkers", "lw", "labworker.lab.neuroglia.io"}

@@ -179,6 +179,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEADER_ELECTION_TTL", 15, "leader lease TTL, seconds (failover time)", _positive_int),
     Setting("LEADER_ELECTION_ID", None, "this replica's identity (default hostname-pid)"),
     Setting(
+        "EVENT_TTL",
+        3600,
+        "how long an Event is kept after its last occurrence, seconds (etcd expires it with "
+        "a lease)",
+        _positive_int,
+    ),
+    Setting(
         "SHUTDOWN_GRACE",
         25.0,
         "SIGTERM: wait this long for in-flight reconciles, seconds",
@@ -214,6 +221,7 @@ class Settings:
     leader_elect: bool
     leader_election_ttl: int
     leader_election_id: str | None
+    event_ttl: int
     shutdown_grace: float
     provider_settings: Mapping[str, str] = field(default_factory=dict)
     """The installed provider plug-ins' settings that were given, by variable name (flag

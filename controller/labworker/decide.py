@@ -119,9 +119,7 @@ def _run(d: Draft, timeouts: PhaseTimeouts) -> Decision:
     if handler.observes and d.obs.transient_error is not None:
         overdue = d.overdue(limit)
         if overdue is None:
-            return _unchanged(
-                d, None, f"provider call failed transiently: {d.obs.transient_error}"
-            )
+            return _unchanged(d, None, f"provider call failed transiently: {d.obs.transient_error}")
         d.fail(
             reasons.PHASE_TIMEOUT,
             f"{overdue}; last provider error: {d.obs.transient_error}",
@@ -142,9 +140,7 @@ def _run(d: Draft, timeouts: PhaseTimeouts) -> Decision:
 # -- from draft to Decision --------------------------------------------------------------------
 
 
-def _unchanged(
-    d: Draft, requeue_after: float | None, why: str, *, stale: bool = False
-) -> Decision:
+def _unchanged(d: Draft, requeue_after: float | None, why: str, *, stale: bool = False) -> Decision:
     return Decision(
         status=d.old,
         finalizers=list(d.worker.metadata.finalizers),

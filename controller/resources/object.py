@@ -58,7 +58,9 @@ class Resource(CamelModel):
         excluded = {"metadata", "api_version", "kind"}
         if self.status_field:
             excluded.add(self.status_field)
-        return {name: getattr(self, name) for name in type(self).model_fields if name not in excluded}
+        return {
+            name: getattr(self, name) for name in type(self).model_fields if name not in excluded
+        }
 
     def status_value(self) -> Any:
         return getattr(self, self.status_field) if self.status_field else None

@@ -41,7 +41,7 @@ def schema_file(kind: Kind[Any]) -> str:
 
 
 def generate_schema(kind: Kind[Any]) -> dict[str, Any]:
-    schema = kind.model.model_json_schema(by_alias=True, mode="validation")
+    schema: dict[str, Any] = kind.model.model_json_schema(by_alias=True, mode="validation")
     _drop_property_titles(schema)
     schema["$schema"] = JSON_SCHEMA_DIALECT
     schema["$id"] = SCHEMA_BASE + schema_file(kind)

@@ -37,7 +37,7 @@ from controller.runtime.informer import NOOP_INFORMER_METRICS, Informer, Informe
 from controller.runtime.leader import LeaderElector
 from controller.runtime.record import Record, record_decoder, record_indexers
 from controller.runtime.recorder import NOOP_RECORDER, Recorder
-from controller.runtime.repository import Repository
+from controller.runtime.repository import Repository, RepositorySet
 from controller.runtime.runnable import Runnable
 from controller.runtime.workqueue import NOOP_WORKQUEUE_METRICS, WorkqueueMetrics
 from controller.runtime.write_health import WriteHealth
@@ -92,7 +92,10 @@ class Manager:
         """Where reconcilers record Events (the events package installs the real one)."""
         self.runnables: list[Runnable] = []
         self._informers: dict[str, Informer[Record[Any]]] = {}
-        self._repositories: dict[str, Repository[Any]] = {}
+        self.repositories = RepositorySet(
+            client, self.options.root, guards=elector.fence if elector is not None else None
+        )
+        """One repository per kind, fenced by the leader's token; kinds add admission here."""
         self._exit_code = 0
         if elector is not None:
             elector.on_lost(self._leadership_lost)
@@ -125,16 +128,9 @@ class Manager:
         return informer
 
     def repository(self, kind: Kind[T]) -> Repository[T]:
-        """The one repository of `kind`: every controller write through it is fenced."""
-        existing = self._repositories.get(kind.kind)
-        if existing is not None:
-            return existing
+        """The one repository of `kind`: controller writes through it are fenced."""
         self.kinds.register(kind)
-        repository: Repository[T] = Repository(self.client, kind, self.options.root)
-        if self.elector is not None:
-            repository.status_guards = self.elector.fence
-        self._repositories[kind.kind] = repository
-        return repository
+        return self.repositories.for_kind(kind)
 
     def controller(self, name: str) -> Builder:
         """controller-runtime's builder: `.for_(kind).owns(kind).watches(kind, fn).complete(fn)`."""

@@ -227,9 +227,11 @@ class Repository(Generic[T]):
         return self.get_by_key(ObjectKey(namespace, name))
 
     def get_by_key(self, key: ObjectKey | str) -> T | None:
-        key = key if isinstance(key, ObjectKey) else ObjectKey.parse(key)
-        kv = self.client.get(self.etcd_key(key))
-        return self.decode_kv(str(key), kv) if kv is not None else None
+        """By `ObjectKey` or by its text `ns/name` (a malformed one is reported as the
+        informer reports it: InvalidObject, reason bad-key)."""
+        text = str(key)
+        kv = self.client.get(self.prefix + text)
+        return self.decode_kv(text, kv) if kv is not None else None
 
     def list(
         self,
@@ -283,8 +285,8 @@ class Repository(Generic[T]):
         )
         update: dict[str, Any] = {"metadata": meta}
         if obj.status_field:
-            update[obj.status_field] = type(obj).model_fields[obj.status_field].get_default(
-                call_default_factory=True
+            update[obj.status_field] = (
+                type(obj).model_fields[obj.status_field].get_default(call_default_factory=True)
             )
         fresh = obj.model_copy(update=update)
         key = ObjectKey(meta.namespace, meta.name)
@@ -347,11 +349,18 @@ class Repository(Generic[T]):
         return result.object, "configured" if result.written else "unchanged"
 
     def update_spec(
-        self, namespace: str, name: str, mutate: Mutation[T], *, fenced: bool = False
+        self,
+        namespace: str,
+        name: str,
+        mutate: Mutation[T],
+        *,
+        fenced: bool = False,
+        lease: int = 0,
     ) -> UpdateResult[T]:
         """Change what users own plus labels/annotations/ownerReferences; generation is
         bumped only when the user fields changed. Status is never changed by this path.
-        `fenced`: a controller writing its dependents' spec (a pool scaling down)."""
+        `fenced`: a controller writing its dependents' spec (a pool scaling down).
+        `lease`: the key is (re)attached to this lease (an Event's TTL restarts)."""
 
         def apply(current: T) -> T:
             draft = _mutated(current, mutate)
@@ -367,7 +376,9 @@ class Repository(Generic[T]):
                 meta.generation = old.generation + 1
             return draft
 
-        return self._update(ObjectKey(namespace, name), apply, fenced=fenced, admit=True)
+        return self._update(
+            ObjectKey(namespace, name), apply, fenced=fenced, admit=True, lease=lease
+        )
 
     def update_status(
         self,
@@ -460,6 +471,7 @@ class Repository(Generic[T]):
         current: T | None = None,
         fenced: bool = False,
         admit: bool = False,
+        lease: int = 0,
     ) -> UpdateResult[T]:
         """`current`, when given (a cached copy), saves the read: a stale copy only costs
         one conflict, whose failed transaction returns the fresh object."""
@@ -500,7 +512,7 @@ class Repository(Generic[T]):
                     parts = self._admit_update(current, draft) if admit else NO_PARTS
                     result = self.client.txn(
                         [Compare.mod_revision(etcd_key, version), *parts.compares, *guards],
-                        [Op.put(etcd_key, raw), *parts.ops],
+                        [Op.put(etcd_key, raw, lease), *parts.ops],
                         [Op.get(etcd_key)],
                     )
                     if result.succeeded:
@@ -510,7 +522,9 @@ class Repository(Generic[T]):
                     if kv is None:
                         raise NotFound(text)
                     if kv.mod_revision == version and not parts.compares:
-                        raise Fenced(f"{etcd_key}: write refused: the writer's fencing guard failed")
+                        raise Fenced(
+                            f"{etcd_key}: write refused: the writer's fencing guard failed"
+                        )
                     conflicts += 1
                     current = self.decode_kv(text, kv)
                     raise _Retry()
@@ -566,3 +580,43 @@ def _mutated(current: T, mutate: Mutation[T]) -> T:
     replaced = mutate(draft)
     return replaced if replaced is not None else draft
 
+
+class RepositorySet:
+    """One repository per kind for one etcd client and prefix, each with its kind's
+    admission plug-ins and (in a controller) the owner's fencing compares.
+
+    The controller's Manager and `labctl` both build their repositories here, so a quota
+    applies to `labctl apply` exactly as to a pool creating workers."""
+
+    def __init__(
+        self,
+        client: EtcdClient,
+        root: str,
+        *,
+        guards: Callable[[], builtins.list[Compare]] | None = None,
+    ) -> None:
+        self.client = client
+        self.root = root
+        self.guards = guards
+        self._repositories: dict[str, Repository[Any]] = {}
+        self._admission: dict[str, builtins.list[Admission[Any]]] = {}
+
+    def for_kind(self, kind: Kind[T]) -> Repository[T]:
+        existing = self._repositories.get(kind.kind)
+        if existing is None:
+            existing = Repository(
+                self.client,
+                kind,
+                self.root,
+                status_guards=self.guards,
+                admission=self._admission.setdefault(kind.kind, []),
+            )
+            self._repositories[kind.kind] = existing
+        return existing
+
+    def admit(self, kind: Kind[T], plugin: Admission[T]) -> None:
+        """Run `plugin` inside every create, spec update and delete of `kind`."""
+        self._admission.setdefault(kind.kind, []).append(plugin)
+        repository = self._repositories.get(kind.kind)
+        if repository is not None and plugin not in repository.admission:
+            repository.admission.append(plugin)

@@ -11,8 +11,8 @@ from controller.runtime.informer import (
     EventKind,
     Informer,
     InformerEvent,
-    InformerHooks,
     InvalidObjectError,
+    NoopInformerMetrics,
 )
 from controller.storage import EtcdClient, KeyValue, connect
 from tests.etcdproc import EtcdProcess, wait_until
@@ -40,6 +40,18 @@ class Recorder:
             return [e.kind for e in self.events if e.key == key]
 
 
+class RecordingMetrics(NoopInformerMetrics):
+    def __init__(self) -> None:
+        self.invalid: list[tuple[str, str]] = []
+        self.relists: list[str] = []
+
+    def invalid_object(self, resource: str, reason: str) -> None:
+        self.invalid.append((resource, reason))
+
+    def relist(self, resource: str, reason: str) -> None:
+        self.relists.append(reason)
+
+
 @pytest.fixture
 def client(etcd: EtcdProcess) -> EtcdClient:
     return connect(etcd.endpoint, timeout=2.0)
@@ -47,8 +59,7 @@ def client(etcd: EtcdProcess) -> EtcdClient:
 
 @pytest.fixture
 def informer(client: EtcdClient) -> Iterator[tuple[Informer[str], Recorder, list[tuple[str, str]]]]:
-    invalid: list[tuple[str, str]] = []
-    relists: list[str] = []
+    metrics = RecordingMetrics()
     inf: Informer[str] = Informer(
         client,
         PREFIX,
@@ -57,14 +68,12 @@ def informer(client: EtcdClient) -> Iterator[tuple[Informer[str], Recorder, list
         name="items",
         resync_period=3600,
         idle_timeout=2.0,
-        hooks=InformerHooks(
-            on_invalid=lambda k, r: invalid.append((k, r)), on_relist=relists.append
-        ),
+        metrics=metrics,
     )
     rec = Recorder()
     inf.add_handler(rec)
-    inf.relist_reasons = relists  # type: ignore[attr-defined]
-    yield inf, rec, invalid
+    inf.relist_reasons = metrics.relists  # type: ignore[attr-defined]
+    yield inf, rec, metrics.invalid
     inf.stop()
 
 
@@ -79,7 +88,7 @@ def test_lists_a_snapshot_then_watches_without_gaps(
     inf.start()
     assert inf.wait_synced(30)
     assert len(inf.cache) == 2500
-    assert invalid == [("bad", "invalid-object")]
+    assert invalid == [("items", "invalid-object")]
     client.put(f"{PREFIX}k0000", b"ok:changed")
     client.delete(f"{PREFIX}k0001")
     client.put(f"{PREFIX}new", b"ok:new")

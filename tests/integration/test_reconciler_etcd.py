@@ -19,7 +19,7 @@ from controller.labworker.provider import InstanceState
 from controller.labworker.reconciler import LabWorkerReconciler
 from controller.labworker.repository import LabWorkerRepository
 from controller.labworker.sim import FAIL_ANNOTATION, HOSTED_LABS_ANNOTATION, SimProvider
-from controller.resources import find_condition
+from controller.resources import ObjectKey, find_condition
 from controller.runtime.result import ReconcileError, Result
 from controller.storage import connect
 from tests.etcdproc import EtcdProcess
@@ -70,7 +70,7 @@ def converge(
     """Reconcile until a round writes nothing; returns the stored worker and last Result."""
     before = repository.get_by_key(key)
     for _ in range(MAX_ROUNDS):
-        result = reconciler.reconcile(key)
+        result = reconciler.reconcile(ObjectKey.parse(key))
         after = repository.get_by_key(key)
         if after is None:
             return None, result
@@ -149,7 +149,7 @@ def test_a_converged_worker_is_checked_without_a_write(
     revision = etcd.revision()
 
     for _ in range(3):
-        assert reconciler.reconcile(key) == Result.after(reconciler.intervals.health_check)
+        assert reconciler.reconcile(ObjectKey.parse(key)) == Result.after(reconciler.intervals.health_check)
 
     assert get(repository, key).metadata.resource_version == worker.metadata.resource_version
     assert etcd.revision() == revision, "a converged reconcile must send no transaction"
@@ -242,7 +242,7 @@ def test_deleting_a_ready_worker_terminates_it_then_removes_the_key(
 
     marked = repository.mark_for_deletion(NAMESPACE, "doomed")
     assert not marked.deleted, "the finalizer holds the key until the instance is gone"
-    reconciler.reconcile(key)
+    reconciler.reconcile(ObjectKey.parse(key))
     assert get(repository, key).status.phase is Phase.TERMINATING
 
     gone, result = converge(reconciler, repository, key)
@@ -250,18 +250,18 @@ def test_deleting_a_ready_worker_terminates_it_then_removes_the_key(
     assert result == Result.done()
     described = sim.describe(uid)
     assert described is not None and described.state is InstanceState.TERMINATED
-    assert reconciler.reconcile(key) == Result.done()
+    assert reconciler.reconcile(ObjectKey.parse(key)) == Result.done()
 
 
 def test_deleting_a_pending_worker_removes_it_without_provider_calls(
     reconciler: LabWorkerReconciler, repository: LabWorkerRepository, sim: SimProvider
 ) -> None:
     key = create(repository, "short-lived")
-    reconciler.reconcile(key)
+    reconciler.reconcile(ObjectKey.parse(key))
     assert get(repository, key).status.phase is Phase.PENDING
     repository.mark_for_deletion(NAMESPACE, "short-lived")
 
-    assert reconciler.reconcile(key) == Result.done()
+    assert reconciler.reconcile(ObjectKey.parse(key)) == Result.done()
     assert repository.get_by_key(key) is None
     assert sim.instances_per_uid() == {}
 
@@ -312,14 +312,14 @@ def test_transient_provider_errors_are_retried_without_writing(
         repository.client, "/reconciler-test", step_delay=0.0, failure_rate=1.0
     )
     reconciler = LabWorkerReconciler(repository, flaky)
-    reconciler.reconcile(key)  # -> Pending: no provider call yet
-    reconciler.reconcile(key)  # -> Provisioning
+    reconciler.reconcile(ObjectKey.parse(key))  # -> Pending: no provider call yet
+    reconciler.reconcile(ObjectKey.parse(key))  # -> Provisioning
     assert get(repository, key).status.phase is Phase.PROVISIONING
     revision = etcd.revision()
 
     for _ in range(3):
         with pytest.raises(ReconcileError, match="transiently"):
-            reconciler.reconcile(key)
+            reconciler.reconcile(ObjectKey.parse(key))
     assert etcd.revision() == revision
 
 
@@ -328,8 +328,8 @@ def test_a_restart_between_provision_and_status_write_reuses_the_instance(
 ) -> None:
     key = create(repository, "crashy")
     first = LabWorkerReconciler(repository, sim)
-    first.reconcile(key)
-    first.reconcile(key)
+    first.reconcile(ObjectKey.parse(key))
+    first.reconcile(ObjectKey.parse(key))
     provisioning = get(repository, key)
     assert provisioning.status.phase is Phase.PROVISIONING
     observe(sim, provisioning)  # provision happened, then the process "died" before writing
@@ -349,12 +349,12 @@ def test_a_stale_cached_copy_costs_a_conflict_not_a_wrong_write(
 ) -> None:
     key = create(repository, "cached")
     stale = get(repository, key)  # what a lagging informer still holds: no status at all
-    LabWorkerReconciler(repository, sim).reconcile(key)  # someone else moved it to Pending
+    LabWorkerReconciler(repository, sim).reconcile(ObjectKey.parse(key))  # someone else moved it to Pending
     assert get(repository, key).status.phase is Phase.PENDING
     revision = etcd.revision()
 
     lagging = LabWorkerReconciler(repository, sim, reader=lambda _: stale)
-    result = lagging.reconcile(key)
+    result = lagging.reconcile(ObjectKey.parse(key))
     assert result == Result.after(lagging.intervals.stale_observation)
     assert etcd.revision() == revision
 
@@ -389,7 +389,7 @@ def test_spec_writers_and_the_reconciler_never_lose_each_others_changes(
     while writer.is_alive() and rounds < 10_000:
         rounds += 1
         try:
-            reconciler.reconcile(key)
+            reconciler.reconcile(ObjectKey.parse(key))
         except ReconcileError:
             retried += 1  # too many conflicts: the manager would back off and retry
     writer.join(30)
