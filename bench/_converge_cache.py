@@ -26,6 +26,7 @@ if not __package__:
 
 from controller import config
 from controller.app import build_app
+from controller.labworker.kind import LABWORKER
 
 
 def proc_status_bytes(field: str) -> int:
@@ -83,13 +84,14 @@ def main() -> None:
     rss_before = proc_status_bytes("VmRSS")
     peak_before = proc_status_bytes("VmHWM")
 
+    informer = app.manager.informer(LABWORKER)  # the manager's one LabWorker informer
     started = time.perf_counter()
-    app.informer.start()
-    synced = app.informer.wait_synced(args.timeout)
+    informer.start()
+    synced = informer.wait_synced(args.timeout)
     sync_seconds = time.perf_counter() - started
-    cached = len(app.informer.cache)
-    keys = app.informer.cache.keys()[:200]
-    records = [(k, app.informer.cache.get(k)) for k in keys]
+    cached = len(informer.cache)
+    keys = informer.cache.keys()[:200]
+    records = [(k, informer.cache.get(k)) for k in keys]
     raw_sizes = sorted(len(getattr(r, "raw", b"")) for _, r in records)
 
     rss_after = proc_status_bytes("VmRSS")
@@ -100,7 +102,7 @@ def main() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back: what is left is live
         rss_after_trim = proc_status_bytes("VmRSS")
     peak = proc_status_bytes("VmHWM")
-    app.informer.stop()
+    informer.stop()
     app.client.close()
     print(
         json.dumps(

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from controller.repository import workers_prefix
 
+from controller.labworker.kind import LABWORKER
 from controller.labworker.model import LabWorker, LabWorkerStatus
 from controller.resources import now_rfc3339
 from controller.storage import MAX_BATCH_OPS, BatchPut, EtcdClient, EtcdStorageBackend
@@ -97,7 +97,7 @@ def load(
     Returns (seconds, {key: mod_revision}): every put of one transaction shares its revision,
     so the revisions are known without reading anything back.
     """
-    backend = EtcdStorageBackend(client, workers_prefix(prefix))
+    backend = EtcdStorageBackend(client, LABWORKER.prefix(prefix))
 
     def put(indices: range) -> dict[str, int]:
         docs = [make(i) for i in indices]
@@ -124,7 +124,7 @@ def stored_phases(client: EtcdClient, prefix: str) -> tuple[dict[str, int], Docu
     """Phase counts straight from etcd (not the cache), and one stored document."""
     counts: dict[str, int] = {}
     sample: Document | None = None
-    for page, _ in client.iter_prefix(workers_prefix(prefix), page_size=5000):
+    for page, _ in client.iter_prefix(LABWORKER.prefix(prefix), page_size=5000):
         for kv in page:
             doc = json.loads(kv.value)
             phase = (doc.get("status") or {}).get("phase") or "none"

@@ -36,10 +36,11 @@ if not __package__:  # run as `python bench/aws.py`: make the project root impor
 
 from bench import _converge_data as data
 from bench._etcd import BenchEtcd, etcd_version
-from bench.converge import Instrumented, RunningController, wait_for
+from bench.converge import Instrumented, RunningController, labworker_controller, wait_for
 from controller import config
 from controller.app import App, build_app
 from controller.labworker.model import LabWorker
+from controller.labworker.reconciler import LabWorkerReconciler
 from controller.resources import now_rfc3339
 from controller.storage import EtcdClient, connect
 from tests.cmlserver import DEFAULT_PASSWORD, DEFAULT_VALID_TOKEN, CmlServer
@@ -143,8 +144,12 @@ def converge(
         },
     )
     app: App = build_app(settings)
-    counting = CountingProvider(app.reconciler.provider)
-    app.reconciler.provider = counting
+    # The LabWorker reconciler is the object behind the controller's bound reconcile method.
+    reconciler = getattr(labworker_controller(app)._reconcile, "__self__", None)
+    if not isinstance(reconciler, LabWorkerReconciler):
+        raise RuntimeError(f"the labworker controller reconciles with {reconciler!r}")
+    counting = CountingProvider(reconciler.provider)
+    reconciler.provider = counting
     probe = Instrumented(app)
     runner = RunningController(app)
     ec2_before, cml_before = counters()
@@ -155,7 +160,7 @@ def converge(
     finally:
         runner.stop()
     ec2_after, cml_after = counters()
-    run = Run(provider, n, elapsed, app.controller.reconciles, counting.calls)
+    run = Run(provider, n, elapsed, probe.controller.reconciles, counting.calls)
     run.ec2_calls = ec2_after - ec2_before
     run.cml_calls = cml_after - cml_before
     data.drop(client, prefix)

@@ -46,14 +46,16 @@ from typing import Any
 if not __package__:  # run as `python bench/converge.py`: make the project root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.repository import LabWorkerRepository, split_key, workers_prefix
-
 from bench import _converge_data as data
 from bench._etcd import BenchEtcd, etcd_version
 from controller import config
 from controller.app import App, build_app
+from controller.labworker.kind import LABWORKER
 from controller.labworker.model import LabWorker
-from controller.runtime.informer import InformerEvent
+from controller.resources import ObjectKey
+from controller.runtime.controller import Controller
+from controller.runtime.informer import Informer, InformerEvent
+from controller.runtime.record import Record
 from controller.storage import EtcdClient, EtcdStorageBackend, connect
 
 ROOT = "/bench-converge"
@@ -62,6 +64,9 @@ QUOTA_BYTES = 8 * 1024**3
 READY = "Ready"
 LATENCY_RATE = 100.0
 LATENCY_FLEET = 1_000
+
+LABWORKER_CONTROLLER = "labworker"
+"""The name controller/labworker/setup.py gives the LabWorker controller (app.controller(name))."""
 
 TARGET_RATIO = 0.7
 TARGET_P99_MS = 50.0
@@ -162,23 +167,35 @@ class Convergence:
         return self.writes_per_s / self.raw_cas_per_s if self.raw_cas_per_s else 0.0
 
 
+def labworker_controller(app: App) -> Controller:
+    """The runtime Controller that reconciles LabWorkers (its queue, counters, reconcile)."""
+    return app.controller(LABWORKER_CONTROLLER)
+
+
+def labworker_informer(app: App) -> Informer[Record[LabWorker]]:
+    """The manager's one shared LabWorker informer (keys "ns/name", index "phase")."""
+    return app.manager.informer(LABWORKER)
+
+
 class Instrumented:
     """Counters hooked into a built app: txns sent, reconciles per worker thread."""
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.controller = labworker_controller(app)
+        self.informer = labworker_informer(app)
         self._lock = threading.Lock()
         self.txns = 0
         self.per_thread: Counter[str] = Counter()
         app.client.request_hooks.append(self._on_request)
-        inner = app.controller._reconcile
+        inner = self.controller._reconcile
 
-        def counted(key: str) -> Any:
+        def counted(key: ObjectKey) -> Any:
             name = threading.current_thread().name
             self.per_thread[name] += 1  # one thread per name: no lost updates
             return inner(key)
 
-        app.controller._reconcile = counted
+        self.controller._reconcile = counted
 
     def _on_request(self, method: str, _seconds: float, _error: BaseException | None) -> None:
         if method.endswith("txn"):
@@ -187,12 +204,12 @@ class Instrumented:
 
     def conflicts(self) -> int:
         value = self.app.registry.get_sample_value(
-            "controller_cas_conflicts_total", {"controller": "labworker"}
+            "controller_cas_conflicts_total", {"controller": LABWORKER_CONTROLLER}
         )
         return int(value or 0)
 
     def ready(self) -> int:
-        return len(self.app.informer.cache.index_keys("phase", READY))
+        return len(self.informer.cache.index_keys("phase", READY))
 
 
 class RunningController:
@@ -224,14 +241,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: flo
 def wait_idle(app: App, quiet: float = 0.3, timeout: float = 60.0) -> None:
     """Until the queue is empty and no reconcile finished for `quiet` seconds: the last
     Ready writes still echo back as watch events after the cache shows all Ready."""
+    controller = labworker_controller(app)
     deadline = time.monotonic() + timeout
-    last, since = app.controller.reconciles, time.monotonic()
+    last, since = controller.reconciles, time.monotonic()
     while time.monotonic() - since < quiet:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the controller did not go idle within {timeout:.0f}s")
         time.sleep(0.02)
-        now = app.controller.reconciles
-        if now != last or app.controller.queue.len() > 0:
+        now = controller.reconciles
+        if now != last or controller.queue.len() > 0:
             last, since = now, time.monotonic()
 
 
@@ -263,7 +281,7 @@ def converge(
     except TimeoutError:
         runner.stop()
         raise
-    result.reconciles = app.controller.reconciles
+    result.reconciles = probe.controller.reconciles
     result.txns = probe.txns
     result.conflicts = probe.conflicts()
     result.writes = client.revision() - revision_before
@@ -294,7 +312,7 @@ def raw_cas(
     keys_per_thread = 64
     make = data.replicas_of(template)
     _, revisions = data.load(client, prefix, keys_per_thread * threads, make)
-    backend = EtcdStorageBackend(client, workers_prefix(prefix))
+    backend = EtcdStorageBackend(client, LABWORKER.prefix(prefix))
     docs = dict(make(i) for i in range(keys_per_thread * threads))
     names = sorted(docs)
     quotas = [writes // threads + (1 if t < writes % threads else 0) for t in range(threads)]
@@ -354,22 +372,25 @@ def event_latency(app: App, duration: float, rate: float) -> Latency:
     """
     starts: dict[str, list[tuple[float, int]]] = {}
     events: dict[tuple[str, int], float] = {}
-    inner = app.controller._reconcile
+    controller = labworker_controller(app)
+    informer = labworker_informer(app)
+    inner = controller._reconcile
 
-    def timed(key: str) -> Any:
+    def timed(key: ObjectKey) -> Any:
         now = time.perf_counter()
-        record = app.informer.get(key)
-        starts.setdefault(key, []).append((now, record.revision if record else 0))
+        text = str(key)  # the informer's cache key, "ns/name"
+        record = informer.get(text)
+        starts.setdefault(text, []).append((now, record.revision if record else 0))
         return inner(key)
 
-    def on_event(event: InformerEvent[Any]) -> None:
+    def on_event(event: InformerEvent[Record[LabWorker]]) -> None:
         events.setdefault((event.key, event.revision), time.perf_counter())
 
     wait_idle(app)
-    app.controller._reconcile = timed
-    app.informer._handlers.insert(0, on_event)  # before the controller's: the arrival time
-    repository: LabWorkerRepository = app.repository
-    keys = app.informer.cache.keys()
+    controller._reconcile = timed
+    informer._handlers.insert(0, on_event)  # before the controller's: the arrival time
+    repository = app.manager.repository(LABWORKER)
+    keys = informer.cache.keys()
     rng = random.Random(42)
     written: list[tuple[str, int, float]] = []
     count = int(duration * rate)
@@ -383,14 +404,14 @@ def event_latency(app: App, duration: float, rate: float) -> Latency:
         def tag(worker: LabWorker, value: str = str(i)) -> None:
             worker.spec.instance.tags["bench"] = value
 
-        update = repository.update_spec(*split_key(key), tag)
+        update = repository.update_spec(*ObjectKey.parse(key), tag)
         done = time.perf_counter()
-        assert update.worker is not None and update.worker.metadata.resource_version
-        written.append((key, int(update.worker.metadata.resource_version), done))
+        assert update.object is not None and update.object.metadata.resource_version
+        written.append((key, int(update.object.metadata.resource_version), done))
     achieved = count / (time.perf_counter() - began)
     wait_for(lambda: _all_seen(written, starts), 30, "reconciles of every bench write")
-    app.controller._reconcile = inner
-    app.informer._handlers.remove(on_event)
+    controller._reconcile = inner
+    informer._handlers.remove(on_event)
 
     total, delivery, queued = [], [], []
     for key, revision, done in written:

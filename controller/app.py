@@ -105,8 +105,7 @@ def build_app(settings: Settings) -> App:
         client,
         prefix=settings.etcd_prefix,
         username=settings.etcd_username,
-        on_failing=metrics.etcd_write_failing,
-        on_alarms=metrics.etcd_alarms,
+        metrics=metrics,
     )
     client.request_hooks.append(write_health.writes.record)
     identity = settings.leader_election_id or default_identity()
@@ -117,9 +116,8 @@ def build_app(settings: Settings) -> App:
             f"{settings.etcd_prefix.rstrip('/')}/leader/{LEADER_ELECTION_NAME}",
             identity=identity,
             ttl=settings.leader_election_ttl,
-            on_change=lambda leading: metrics.leader_status(LEADER_ELECTION_NAME, leading),
+            metrics=metrics,
         )
-        metrics.leader_status(LEADER_ELECTION_NAME, False)
     else:
         metrics.leader_status(LEADER_ELECTION_NAME, True)  # the only instance
     heartbeat = None

@@ -1,45 +1,71 @@
-"""`labctl`: run the controller, and kubectl-style verbs for LabWorkers stored in etcd.
+"""`labctl`: run the controller, and kubectl-style verbs for every kind stored in etcd.
+
+The verbs know no kind: each resolves its TYPE through `controller.app.kind_registry()`
+(names, columns, model, status) and writes through `controller.app.repositories()` — the
+same repositories, with the same admission plug-ins (quotas), as the controller — so a new
+kind gets `get`, `describe`, `apply`, `delete`, `wait` (and `scale`, if its spec has
+replicas) by being registered.
 
 Exit codes a shell user can rely on: 0 success, 1 the operation failed (not found, invalid
-or unreadable manifest, an object invalid in etcd, timeout, etcd unreachable), 2 bad usage.
-Errors go to stderr as one `error: ...` line, never a traceback, whatever the input. A
-listing (`get` without a name, `wait --all`) skips objects that are invalid in etcd, exactly
-as the controller does, with one `warning: ...` line per key, and still exits 0.
+or unreadable manifest, an object invalid in etcd, refused by a quota, timeout, etcd
+unreachable, unknown resource type), 2 bad usage. Errors go to stderr as `error: ...` lines
+(one per failed object, one in all for a command about one object), never a traceback,
+whatever the input. A listing (`get` without a name, `wait --all`) skips objects that are
+invalid in etcd, exactly as the controller does, with one `warning: ...` line per key, and
+still exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import builtins
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, BinaryIO, NoReturn, TextIO
+from enum import Enum
+from typing import Any, NoReturn, get_args
 
-import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel
 
+import controller.cli_labworker  # noqa: F401 - registers LabWorker's describe layout
 from controller import config
-from controller.labworker.model import LabWorker
-from controller.labworker.phase import Phase
-from controller.labworker.repository import LabWorkerRepository
+from controller.app import kind_registry
+from controller.app import repositories as app_repositories
+from controller.cli_errors import CliError, UsageError
+from controller.cli_manifest import read_documents, to_object
+from controller.cli_render import describe, format_rows, print_objects
+from controller.cli_targets import (
+    Target,
+    field_matcher,
+    parse_field_selector,
+    qualified,
+    resolve,
+)
+from controller.events.kind import EVENT
+from controller.events.model import Event
+from controller.events.query import events_for
 from controller.observability import configure_logging
-from controller.resources import parse_timestamp, validation_errors
+from controller.resources import DEFAULT_NAMESPACE, Kind, Resource, parse_selector
 from controller.resources.names import shorten
 from controller.resources.selector import SelectorError
-from controller.runtime.repository import InvalidObject, WriteRefused
-from controller.storage import StorageError
+from controller.runtime.repository import (
+    AdmissionRefused,
+    InvalidObject,
+    Repository,
+    RepositorySet,
+    TooManyConflicts,
+    WriteRefused,
+)
+from controller.storage import Conflict, EtcdClient, NotFound, StorageError, Unavailable
 
-RESOURCE_NAMES = {"labworker", "labworkers", "lw", "labworker.lab.neuroglia.io"}
-GROUP = "labworker.lab.neuroglia.io"
+__all__ = ["CliError", "UsageError", "build_parser", "main"]
 
-
-class CliError(Exception):
-    """An operation failed in a way the user should read; exit code 1."""
-
+DEFAULT_WAIT_TYPE = "labworkers"
+"""What `labctl wait --all` waits for when no TYPE is given (the single-kind labctl's
+behaviour, kept for scripts written against it)."""
 
 _warned: set[str] = set()
 
@@ -49,6 +75,15 @@ def _warn_invalid(err: InvalidObject) -> None:
     if err.key not in _warned:
         _warned.add(err.key)
         print(f"warning: {err}; skipped (the controller ignores it too)", file=sys.stderr)
+
+
+def _error(message: str) -> None:
+    """One failed object among several: reported, and the command goes on with the rest."""
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 # -- connection ----------------------------------------------------------------------------
@@ -62,195 +97,79 @@ def _add_connection_args(parser: argparse.ArgumentParser) -> None:
         group.add_argument(s.flag, dest=s.attr, default=None, help=f"{s.help}; env {s.env}")
 
 
-def _repository(args: argparse.Namespace) -> LabWorkerRepository:
+@dataclass
+class _Session:
+    """One command's etcd client and the repositories (with admission) it writes through."""
+
+    client: EtcdClient
+    root: str
+    repositories: RepositorySet
+
+
+def _session(args: argparse.Namespace) -> _Session:
     settings = config.load(args)
-    return LabWorkerRepository.for_prefix(config.etcd_client(settings), settings.etcd_prefix)
+    client = config.etcd_client(settings)
+    root = settings.etcd_prefix
+    return _Session(client, root, app_repositories(client, root))
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    return str(args.namespace or DEFAULT_NAMESPACE)
+
+
+def _not_found(kind: Kind[Any], name: str, namespace: str) -> str:
+    return f'{kind.plural} "{name}" not found in namespace {namespace}'
+
+
+def _check_selector(selector: str | None) -> None:
+    if selector:
+        try:
+            parse_selector(selector)
+        except SelectorError as exc:
+            raise CliError(f"invalid selector {selector!r}: {exc}") from None
+
+
+def _no_selectors_with_names(targets: list[Target], args: argparse.Namespace) -> None:
+    if any(t.names for t in targets) and (
+        getattr(args, "selector", None) or getattr(args, "field_selector", None)
+    ):
+        raise UsageError("selectors (-l, --field-selector) cannot be combined with names")
+
+
+def _fetch(
+    session: _Session,
+    target: Target,
+    namespace: str,
+    *,
+    alone: bool,
+) -> tuple[list[Resource], bool]:
+    """The named objects of `target`, in order, and whether any was missing or invalid.
+
+    `alone`: the command names just this one object, so its failure is the command's error
+    (raised); otherwise each failure is one `error:` line and the rest are still returned."""
+    repo = session.repositories.for_kind(target.kind)
+    found: list[Resource] = []
+    failed = False
+    for name in target.names:
+        try:
+            obj = repo.get(namespace, name)
+        except InvalidObject as exc:
+            if alone:
+                raise
+            _error(f"{exc}; the controller ignores it until it is fixed")
+            failed = True
+            continue
+        if obj is None:
+            if alone:
+                raise CliError(_not_found(target.kind, name, namespace))
+            _error(_not_found(target.kind, name, namespace))
+            failed = True
+            continue
+        found.append(obj)
+    return found, failed
 
 
 # -- apply -----------------------------------------------------------------------------------
-
-MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-"""The most `apply` reads from one file or stdin. 10,000 workers are about 4 MiB of JSON; a
-larger input is a mistake (a log, a disk image) and would take minutes to parse."""
-MAX_MANIFEST_DEPTH = 100
-"""Nesting a manifest may have; a LabWorker needs 6 (8 inside a List). PyYAML's composer
-recurses once per level, so a 50,000-deep document would raise RecursionError."""
-MAX_MANIFEST_NODES = 1_000_000
-"""Nodes a document may expand to through YAML aliases: a 'billion laughs' document is a
-few hundred bytes whose aliases expand to 10^9 nodes for whatever walks the result."""
-
-
-class _ManifestLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that enforces MAX_MANIFEST_DEPTH and MAX_MANIFEST_NODES."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        if self._depth >= MAX_MANIFEST_DEPTH:
-            mark = self.get_mark()
-            raise _TooComplex(
-                f"nested more than {MAX_MANIFEST_DEPTH} levels deep (at line {mark.line + 1})"
-            )
-        self._depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def compose_document(self) -> yaml.Node | None:
-        node = super().compose_document()
-        if node is not None:
-            _check_expansion(node)
-        return node
-
-
-class _TooComplex(yaml.YAMLError):
-    pass
-
-
-def _check_expansion(root: yaml.Node) -> None:
-    """Count the nodes and depth `root` has with every alias expanded, without expanding
-    them: an alias is the very node it names, so sizes are summed once per node."""
-    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, expanded depth)
-    open_nodes: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            children = [part for pair in node.value for part in pair]
-        if children_done:
-            count = 1 + sum(sizes[id(c)][0] for c in children)
-            depth = 1 + max((sizes[id(c)][1] for c in children), default=0)
-            if count > MAX_MANIFEST_NODES:
-                raise _TooComplex(
-                    f"its aliases expand it to more than {MAX_MANIFEST_NODES} nodes "
-                    "(a 'billion laughs' document?)"
-                )
-            if depth > MAX_MANIFEST_DEPTH:
-                raise _TooComplex(f"its aliases nest it more than {MAX_MANIFEST_DEPTH} levels deep")
-            sizes[id(node)] = (count, depth)
-            open_nodes.discard(id(node))
-        elif id(node) in open_nodes:
-            mark = node.start_mark
-            raise _TooComplex(f"an alias at line {mark.line + 1} refers to a node that contains it")
-        elif id(node) not in sizes:
-            open_nodes.add(id(node))
-            stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in sizes)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """PyYAML's messages span lines and quote the input; this is one line."""
-    if isinstance(exc, yaml.MarkedYAMLError):
-        what = exc.problem or exc.context or "syntax error"
-        mark = exc.problem_mark or exc.context_mark
-        return f"{what} (line {mark.line + 1}, column {mark.column + 1})" if mark else what
-    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
-        return (
-            f"unacceptable character #x{exc.character:04x} at position {exc.position}: {exc.reason}"
-        )
-    return " ".join(str(exc).split())
-
-
-def _read_text(origin: str, stream: BinaryIO) -> str:
-    """At most MAX_MANIFEST_BYTES of UTF-8 text; never reads more (/dev/zero is a file too)."""
-    try:
-        data = stream.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as exc:
-        raise CliError(f"{origin}: cannot read it: {exc.strerror or exc}") from None
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise CliError(
-            f"{origin}: larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB, the most "
-            "`labctl apply` reads from one file; split it into several files"
-        )
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CliError(
-            f"{origin}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "manifests are YAML or JSON"
-        ) from None
-
-
-def _read_documents(source: str) -> Iterator[tuple[str, Any]]:
-    """(origin, document) for every YAML/JSON document in a file, a directory, or stdin."""
-    if source == "-":
-        yield from _parse_stream("<stdin>", _read_text("<stdin>", sys.stdin.buffer))
-        return
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(
-            p for p in path.iterdir() if p.suffix in {".yaml", ".yml", ".json"} and p.is_file()
-        )
-        if not files:
-            raise CliError(f"{source}: no .yaml, .yml or .json files in this directory")
-    elif path.exists():
-        files = [path]
-    else:
-        raise CliError(f"{source}: no such file or directory")
-    for f in files:
-        try:
-            with f.open("rb") as stream:
-                text = _read_text(str(f), stream)
-        except OSError as exc:
-            raise CliError(f"{f}: cannot read it: {exc.strerror or exc}") from None
-        yield from _parse_stream(str(f), text)
-
-
-def _parse_stream(origin: str, text: str) -> Iterator[tuple[str, Any]]:
-    try:
-        docs = list(yaml.load_all(text, Loader=_ManifestLoader))
-    except yaml.YAMLError as exc:
-        raise CliError(f"{origin}: not valid YAML/JSON: {_yaml_problem(exc)}") from None
-    except RecursionError:  # a recursive merge key chain; the loader bounds everything else
-        raise CliError(f"{origin}: not valid YAML/JSON: nested too deeply") from None
-    for i, doc in enumerate(docs):
-        if doc is None:
-            continue
-        where = origin if len(docs) == 1 else f"{origin} (document {i + 1})"
-        if (
-            isinstance(doc, dict)
-            and doc.get("kind") == "List"
-            and isinstance(doc.get("items"), list)
-        ):
-            for j, item in enumerate(doc["items"]):
-                yield f"{where} item {j + 1}", item
-        else:
-            yield where, doc
-
-
-def _validate_manifest(origin: str, doc: Any, namespace: str | None) -> LabWorker:
-    if not isinstance(doc, dict):
-        raise CliError(f"{origin}: expected a LabWorker object, got {type(doc).__name__}")
-    if doc.get("kind", "LabWorker") != "LabWorker":
-        raise CliError(
-            f"{origin}: kind {shorten(str(doc.get('kind')))} is not supported (only LabWorker)"
-        )
-    if "status" in doc:
-        doc = {k: v for k, v in doc.items() if k != "status"}  # apply never writes status
-    meta = doc.get("metadata")
-    if namespace and isinstance(meta, dict) and not meta.get("namespace"):
-        doc = {**doc, "metadata": {**meta, "namespace": namespace}}
-    try:
-        worker = LabWorker.model_validate(doc)
-    except ValidationError as exc:
-        errors = validation_errors(exc)
-        if len(errors) == 1:
-            raise CliError(f"{origin}: invalid LabWorker: {errors[0]}") from None
-        lines = "\n".join(f"  {line}" for line in errors)
-        raise CliError(f"{origin}: invalid LabWorker:\n{lines}") from None
-    try:
-        # The repository checks again when it writes; checking here too means a batch with
-        # one unstorable object writes nothing, as with any other invalid document.
-        LabWorkerRepository.for_prefix(None).storable(worker.metadata.namespaced_name, worker)  # type: ignore[arg-type]
-    except WriteRefused as exc:
-        raise CliError(f"{origin}: cannot be stored: {exc.detail}") from None
-    return worker
 
 
 def _nothing_applied(problems: list[str]) -> str:
@@ -261,311 +180,447 @@ def _nothing_applied(problems: list[str]) -> str:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    workers: list[LabWorker] = []
+    """Every document through its kind's `Repository.apply`, after all were validated.
+
+    An invalid document writes nothing at all; a write refused at write time (a quota, a
+    stale resourceVersion) is one `error:` line and the other documents are still applied,
+    as kubectl does, with exit code 1."""
+    registry = kind_registry()
+    objects: list[tuple[str, Kind[Any], Resource]] = []
     problems: list[str] = []
     for source in args.filename:
         try:
-            for origin, doc in _read_documents(source):
+            for origin, doc in read_documents(source):
                 try:
-                    workers.append(_validate_manifest(origin, doc, args.namespace))
+                    kind, obj = to_object(registry, origin, doc, args.namespace)
                 except CliError as exc:
                     problems.append(str(exc))
+                    continue
+                objects.append((origin, kind, obj))
         except CliError as exc:
             problems.append(str(exc))
     if problems:
-        # Nothing is written unless every document is valid.
         raise CliError(_nothing_applied(problems))
-    if not workers:
-        raise CliError(f"no LabWorker documents in {', '.join(args.filename)}")
-    repo = _repository(args)
-    for worker in workers:
-        meta = worker.metadata
-        existing = repo.get(meta.namespace, meta.name)
-        if existing is None:
-            repo.create(worker)
-            print(f"{GROUP}/{meta.name} created")
+    if not objects:
+        raise CliError(f"no documents to apply in {', '.join(args.filename)}")
+    session = _session(args)
+    failed = False
+    for index, (origin, kind, obj) in enumerate(objects):
+        what = f"{qualified(kind)}/{obj.metadata.name}"
+        try:
+            _, outcome = session.repositories.for_kind(kind).apply(obj)
+        except AdmissionRefused as exc:
+            # The plug-in's message names the object as kubectl would ('labworkers "x" is
+            # forbidden: exceeded quota …'); only a message that does not gets our name.
+            message = str(exc)
+            named = f'"{obj.metadata.name}"' in message
+            _error(f"{origin}: {message}" if named else f"{origin}: {what} refused: {message}")
+        except Conflict:
+            _error(
+                f"{origin}: {what}: changed since resourceVersion "
+                f"{obj.metadata.resource_version}, which the manifest names; get it again, "
+                "or drop metadata.resourceVersion to overwrite"
+            )
+        except WriteRefused as exc:
+            _error(f"{origin}: {what} cannot be stored: {exc.detail}")
+        except InvalidObject as exc:
+            _error(f"{origin}: {what} not applied: {exc}; fix the stored value or remove its key")
+        except TooManyConflicts as exc:
+            _error(f"{origin}: {what} not applied: {exc}")
+        except Unavailable as exc:
+            left = len(objects) - index - 1
+            maybe = (
+                "it may or may not have been applied (check with `labctl get`)"
+                if exc.maybe_applied
+                else "it was not applied"
+            )
+            raise CliError(
+                f"{origin}: {what}: etcd: {exc}; {maybe}; {left} later document(s) not applied"
+            ) from None
+        else:
+            print(f"{what} {outcome}")
             continue
-
-        def replace(current: LabWorker, desired: LabWorker = worker) -> LabWorker:
-            draft = current.model_copy(deep=True)
-            draft.spec = desired.spec.model_copy(deep=True)
-            draft.metadata.labels = dict(desired.metadata.labels)
-            draft.metadata.annotations = dict(desired.metadata.annotations)
-            return draft
-
-        result = repo.update_spec(
-            meta.namespace,
-            meta.name,
-            replace,
-        )
-        print(f"{GROUP}/{meta.name} {'configured' if result.written else 'unchanged'}")
-    return 0
+        failed = True
+    return 1 if failed else 0
 
 
 # -- get / describe ----------------------------------------------------------------------------
 
 
-def _age(timestamp: str | None) -> str:
-    if not timestamp:
-        return "<unknown>"
-    seconds = int((datetime.now(UTC) - parse_timestamp(timestamp)).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 0)}s"
-
-
-def _table(rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write(
-            "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
-        )
-
-
-def _print_workers(workers: list[LabWorker], args: argparse.Namespace, single: bool) -> None:
-    if args.output in ("json", "yaml"):
-        docs = [w.to_dict() for w in workers]
-        payload: Any = docs[0] if single else {"apiVersion": "v1", "kind": "List", "items": docs}
-        if args.output == "json":
-            print(json.dumps(payload, indent=2))
-        else:
-            print(yaml.safe_dump(payload, sort_keys=False), end="")
-        return
-    if not workers:
-        where = (
-            "any namespace" if args.all_namespaces else f"namespace {args.namespace or 'default'}"
-        )
-        print(f"No resources found in {where}.", file=sys.stderr)
-        return
-    header = ["NAME", "PHASE", "TRACK", "DESIRED", "AGE"]
-    if args.output == "wide":
-        header += ["INSTANCE", "ADDRESS", "LABS", "GEN", "OBSERVED"]
-    if args.all_namespaces:
-        header = ["NAMESPACE", *header]
-    rows = [header]
-    for w in workers:
-        st = w.status
-        row = [
-            w.metadata.name,
-            str(st.phase.value) if st.phase else "<none>",
-            w.spec.lab_track,
-            str(w.spec.desired_phase.value),
-            _age(w.metadata.creation_timestamp),
-        ]
-        if args.output == "wide":
-            row += [
-                st.instance_id or "<none>",
-                st.address or "<none>",
-                str(st.hosted_labs),
-                str(w.metadata.generation),
-                str(st.observed_generation),
-            ]
-        if args.all_namespaces:
-            row = [w.metadata.namespace, *row]
-        rows.append(row)
-    _table(rows, sys.stdout)
-
-
-def _check_resource(resource: str) -> None:
-    if resource.lower() not in RESOURCE_NAMES:
-        raise CliError(f'the server doesn\'t have a resource type "{resource}" (try labworkers)')
-
-
 def cmd_get(args: argparse.Namespace) -> int:
-    _check_resource(args.resource)
-    repo = _repository(args)
-    namespace = None if args.all_namespaces else (args.namespace or "default")
-    if args.name:
-        worker = repo.get(namespace or "default", args.name)
-        if worker is None:
-            raise CliError(f'labworkers "{args.name}" not found in namespace {namespace}')
-        _print_workers([worker], args, single=True)
-        return 0
-    try:
-        workers = repo.list(namespace, args.selector, on_invalid=_warn_invalid)
-    except SelectorError as exc:
-        raise CliError(f"invalid selector {args.selector!r}: {exc}") from None
-    _print_workers(workers, args, single=False)
-    return 0
+    registry = kind_registry()
+    targets = resolve(registry, args.resource)
+    _no_selectors_with_names(targets, args)
+    requirements = parse_field_selector(args.field_selector) if args.field_selector else []
+    matchers = {t.kind.kind: field_matcher(t.kind, requirements) for t in targets}
+    _check_selector(args.selector)
+    session = _session(args)
+    namespace = _namespace(args)
+    single = len(targets) == 1 and len(targets[0].names) == 1
+    groups: list[tuple[Kind[Any], Sequence[Resource]]] = []
+    failed = False
+    for target in targets:
+        if target.names:
+            found, missing = _fetch(session, target, namespace, alone=single)
+            failed = failed or missing
+        else:
+            listed = session.repositories.for_kind(target.kind).list(
+                None if args.all_namespaces else namespace,
+                args.selector,
+                on_invalid=_warn_invalid,
+            )
+            found = [obj for obj in listed if matchers[target.kind.kind](obj)]
+        groups.append((target.kind, found))
+    printed = print_objects(
+        groups,
+        args.output,
+        single=single,
+        namespaces=bool(args.all_namespaces),
+        now=_now(),
+        out=sys.stdout,
+    )
+    if not printed and not failed and args.output in (None, "wide"):
+        where = "any namespace" if args.all_namespaces else f"namespace {namespace}"
+        print(f"No resources found in {where}.", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    _check_resource(args.resource)
-    repo = _repository(args)
-    namespace = args.namespace or "default"
-    worker = repo.get(namespace, args.name)
-    if worker is None:
-        raise CliError(f'labworkers "{args.name}" not found in namespace {namespace}')
-    m, spec, st = worker.metadata, worker.spec, worker.status
-    lines = [
-        f"Name:               {m.name}",
-        f"Namespace:          {m.namespace}",
-        f"UID:                {m.uid}",
-        f"Labels:             {', '.join(f'{k}={v}' for k, v in sorted(m.labels.items())) or '<none>'}",
-        f"Annotations:        {', '.join(f'{k}={v}' for k, v in sorted(m.annotations.items())) or '<none>'}",
-        f"Created:            {m.creation_timestamp} ({_age(m.creation_timestamp)} ago)",
-        f"Generation:         {m.generation}",
-        f"Resource Version:   {m.resource_version}",
-        f"Finalizers:         {', '.join(m.finalizers) or '<none>'}",
-    ]
-    if m.deletion_timestamp:
-        lines.append(f"Deletion Requested: {m.deletion_timestamp}")
-    lines += [
-        "Spec:",
-        f"  Lab Track:        {spec.lab_track}",
-        f"  Desired Phase:    {spec.desired_phase.value}",
-        f"  Instance:         type={spec.instance.type} image={spec.instance.image or '<default>'} "
-        f"volume={spec.instance.volume_size_gb}GB",
-        f"  Host:             autoLicense={spec.host.auto_license} "
-        f"maxConcurrentLabs={spec.host.max_concurrent_labs}",
-        "Status:",
-        f"  Phase:            {st.phase.value if st.phase else '<none>'}",
-        f"  Observed Gen:     {st.observed_generation}",
-        f"  Instance:         {st.instance_id or '<none>'}",
-        f"  Address:          {st.address or '<none>'}",
-        f"  Host Version:     {st.host_version or '<none>'}",
-        f"  Licensed:         {st.licensed}",
-        f"  Hosted Labs:      {st.hosted_labs}",
-    ]
-    if st.error_message:
-        lines.append(f"  Last Error:       {st.error_message} (errors: {st.error_count})")
-    lines.append("Conditions:")
-    if st.conditions:
-        rows = [["  TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"]]
-        rows += [
-            [
-                f"  {c.type}",
-                str(c.status),
-                c.reason or "",
-                c.last_transition_time or "",
-                c.message or "",
-            ]
-            for c in st.conditions
-        ]
-        for line in _format_rows(rows):
-            lines.append(line)
-    else:
-        lines.append("  <none>")
-    print("\n".join(lines))
-    return 0
+    registry = kind_registry()
+    targets = resolve(registry, args.resource)
+    _no_selectors_with_names(targets, args)
+    _check_selector(args.selector)
+    session = _session(args)
+    namespace = _namespace(args)
+    single = len(targets) == 1 and len(targets[0].names) == 1
+    failed = False
+    pages: list[str] = []
+    for target in targets:
+        if target.names:
+            found, missing = _fetch(session, target, namespace, alone=single)
+            failed = failed or missing
+        else:
+            found = list(
+                session.repositories.for_kind(target.kind).list(
+                    None if args.all_namespaces else namespace,
+                    args.selector,
+                    on_invalid=_warn_invalid,
+                )
+            )
+        now = _now()
+        for obj in found:
+            pages.append(describe(target.kind, obj, _events_of(session, obj), now))
+    if pages:
+        print("\n\n".join(pages))
+    elif not failed:
+        where = "any namespace" if args.all_namespaces else f"namespace {namespace}"
+        print(f"No resources found in {where}.", file=sys.stderr)
+    return 1 if failed else 0
 
 
-def _format_rows(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+class _EventListing(Repository[Event]):
+    """The Events repository describe reads through: an invalid Event in the namespace is one
+    `warning:` line, as in every listing, rather than the repository's error log line."""
+
+    def list(
+        self,
+        namespace: str | None = None,
+        selector: str | None = None,
+        *,
+        on_invalid: Callable[[InvalidObject], object] | None = None,
+        page_size: int = 5000,
+    ) -> builtins.list[Event]:
+        return super().list(
+            namespace, selector, on_invalid=on_invalid or _warn_invalid, page_size=page_size
+        )
 
 
-# -- delete / wait -------------------------------------------------------------------------------
+def _events_of(session: _Session, obj: Resource) -> list[Event]:
+    """The Events about `obj` — this incarnation (uid) of this kind — oldest first."""
+    meta = obj.metadata
+    events = _EventListing(session.client, EVENT, session.root)
+    return events_for(events, session.root, meta.namespace, meta.name, meta.uid, kind=obj.kind)
+
+
+# -- delete ----------------------------------------------------------------------------------
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    _check_resource(args.resource)
-    repo = _repository(args)
-    namespace = args.namespace or "default"
+    targets = resolve(kind_registry(), args.resource)
+    if any(not t.names for t in targets):
+        raise UsageError("delete needs the objects' names: TYPE NAME... or TYPE/NAME...")
+    session = _session(args)
+    namespace = _namespace(args)
     failed = False
-    for name in args.names:
-        try:
-            if repo.get(namespace, name) is None:
-                print(
-                    f'error: labworkers "{name}" not found in namespace {namespace}',
-                    file=sys.stderr,
-                )
-                failed = True
+    for target in targets:
+        repo = session.repositories.for_kind(target.kind)
+        for name in target.names:
+            try:
+                if repo.get(namespace, name) is None:
+                    raise NotFound(name)
+                repo.mark_for_deletion(namespace, name)
+            except NotFound:
+                _error(_not_found(target.kind, name, namespace))
+            except InvalidObject as exc:
+                # The key may hold a copy of another object: deleting "it" by name could
+                # delete the wrong thing, and the controller would never finalize it anyway.
+                _error(f"{exc}; not deleted: fix the value, or remove the key with etcdctl")
+            except (AdmissionRefused, TooManyConflicts) as exc:
+                _error(f'{qualified(target.kind)} "{name}" not deleted: {exc}')
+            else:
+                print(f'{qualified(target.kind)} "{name}" deleted')
                 continue
-            repo.mark_for_deletion(namespace, name)
-        except InvalidObject as exc:
-            # The key may hold a copy of another object: deleting "it" by name could delete
-            # the wrong thing, and the controller would never finalize it anyway.
-            print(
-                f"error: {exc}; not deleted: fix the value, or remove the key with etcdctl",
-                file=sys.stderr,
-            )
             failed = True
-            continue
-        print(f'{GROUP} "{name}" deleted')
     return 1 if failed else 0
+
+
+# -- wait ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _WaitFor:
+    """`--for=delete`, `--for=phase=X` or `--for=condition=X[=Status]`."""
+
+    what: str
+    name: str = ""
+    value: str = ""
+
+    def met(self, obj: Resource | None) -> bool:
+        if self.what == "delete":
+            return obj is None
+        if obj is None:
+            return False
+        status = _status_dict(obj)
+        if self.what == "phase":
+            return status.get("phase") == self.name
+        for condition in status.get("conditions") or ():
+            if isinstance(condition, dict) and str(condition.get("type", "")).lower() == self.name:
+                return str(condition.get("status", "")).lower() == self.value
+        return False
+
+    def state(self, obj: Resource | None) -> str:
+        """What an unmet object is at, for the timeout message."""
+        if obj is None:
+            return "absent"
+        if self.what == "delete":
+            return "exists"
+        status = _status_dict(obj)
+        if self.what == "phase":
+            return str(status.get("phase") or "none")
+        for condition in status.get("conditions") or ():
+            if isinstance(condition, dict) and str(condition.get("type", "")).lower() == self.name:
+                return f"{condition.get('type')}={condition.get('status')}"
+        return "no such condition"
+
+
+def _status_dict(obj: Resource) -> dict[str, Any]:
+    if not obj.status_field:
+        return {}
+    value = obj.status_value()
+    if isinstance(value, BaseModel):
+        dumped: dict[str, Any] = value.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return dumped
+    return value if isinstance(value, dict) else {}
+
+
+def _submodel(model: type[BaseModel], name: str | None) -> type[BaseModel] | None:
+    """The pydantic model of field `name` of `model` (unwrapping `X | None`)."""
+    info = model.model_fields.get(name) if name else None
+    if info is None:
+        return None
+    for candidate in (info.annotation, *get_args(info.annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def phase_values(kind: Kind[Any]) -> frozenset[str] | None:
+    """The phases a kind's `status.phase` can take (empty: any text); None: it has none."""
+    status = _submodel(kind.model, kind.model.status_field)
+    info = status.model_fields.get("phase") if status is not None else None
+    if info is None:
+        return None
+    values: set[str] = set()
+    for candidate in (info.annotation, *get_args(info.annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, Enum):
+            values.update(str(member.value) for member in candidate)
+    return frozenset(values)
+
+
+def has_replicas(kind: Kind[Any]) -> bool:
+    spec = _submodel(kind.model, "spec")
+    return spec is not None and "replicas" in spec.model_fields
+
+
+def _parse_for(text: str, kinds: list[Kind[Any]]) -> _WaitFor:
+    if text == "delete":
+        return _WaitFor("delete")
+    what, _, rest = text.partition("=")
+    if what == "phase" and rest:
+        for kind in kinds:
+            values = phase_values(kind)
+            if values is None:
+                raise CliError(
+                    f"--for={text}: {kind.plural} have no status.phase; "
+                    "use --for=condition=<Type> or --for=delete"
+                )
+            if values and rest not in values:
+                raise CliError(
+                    f"--for={text}: not a phase of {kind.plural} "
+                    f"(one of {', '.join(sorted(values))})"
+                )
+        return _WaitFor("phase", rest)
+    if what == "condition" and rest:
+        name, _, value = rest.partition("=")
+        if name:
+            return _WaitFor("condition", name.lower(), (value or "True").lower())
+    raise UsageError(f"--for={text}: expected delete, phase=<Phase> or condition=<Type>[=<Status>]")
 
 
 def _parse_duration(text: str) -> float:
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    for suffix in ("ms", "s", "m", "h"):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * units[suffix]
-    return float(text)
+    try:
+        for suffix in ("ms", "s", "m", "h"):
+            if text.endswith(suffix):
+                seconds = float(text[: -len(suffix)]) * units[suffix]
+                break
+        else:
+            seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also NaN
+        raise UsageError(f"--timeout={text}: expected a duration such as 30s, 5m or 1h")
+    return seconds
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    condition = args.condition
-    if condition == "delete":
-        want_phase = None
-    elif condition.startswith("phase="):
-        want_phase = condition.split("=", 1)[1]
-        valid = {p.value for p in Phase}
-        if want_phase not in valid:
-            raise CliError(
-                f"--for=phase={want_phase}: not a phase (one of {', '.join(sorted(valid))})"
-            )
-    else:
-        raise CliError(f"--for={condition}: expected phase=<Phase> or delete")
-    targets: list[str] = []
+    registry = kind_registry()
     if args.all:
-        if args.target:
-            _check_resource(args.target[0].split("/")[0])
+        targets = resolve(registry, args.target or [DEFAULT_WAIT_TYPE])
+        if any(t.names for t in targets):
+            raise UsageError("--all waits for every object of a TYPE; give no names with it")
     else:
         if not args.target:
-            raise CliError("wait needs labworker/NAME (or --all)")
-        for t in args.target:
-            resource, _, name = t.partition("/")
-            _check_resource(resource)
-            if not name:
-                raise CliError(f"{t}: expected labworker/NAME")
-            targets.append(name)
-    repo = _repository(args)
-    namespace = args.namespace or "default"
-    deadline = time.monotonic() + _parse_duration(args.timeout)
+            raise CliError("wait needs TYPE/NAME (or TYPE NAME..., or TYPE --all)")
+        targets = resolve(registry, args.target)
+        if any(not t.names for t in targets):
+            raise CliError("wait needs TYPE/NAME (or TYPE NAME..., or TYPE --all)")
+    condition = _parse_for(args.condition, [t.kind for t in targets])
+    timeout = _parse_duration(args.timeout)
+    _check_selector(args.selector)
+    session = _session(args)
+    namespace = _namespace(args)
+    deadline = time.monotonic() + timeout
+    seen: dict[str, None] = {}
     while True:
-        pending = _pending(repo, namespace, targets, want_phase, args.all)
+        pending = _pending(session, targets, namespace, condition, args, seen)
         if not pending:
-            for name in targets or ["all"]:
-                print(f"{GROUP}/{name} condition met")
+            for line in seen:
+                print(f"{line} condition met")
             return 0
         if time.monotonic() >= deadline:
             raise CliError(
-                f"timed out waiting for the condition on {len(pending)} labworker(s): "
+                f"timed out waiting for the condition on {len(pending)} object(s): "
                 + ", ".join(pending[:10])
+                + (f" and {len(pending) - 10} more" if len(pending) > 10 else "")
             )
         time.sleep(0.25)
 
 
 def _pending(
-    repo: LabWorkerRepository,
+    session: _Session,
+    targets: list[Target],
     namespace: str,
-    names: list[str],
-    want_phase: str | None,
-    every: bool,
+    condition: _WaitFor,
+    args: argparse.Namespace,
+    seen: dict[str, None],
 ) -> list[str]:
-    if every:
-        workers = repo.list(namespace, on_invalid=_warn_invalid)
-        if want_phase is None:
-            return [f"{w.metadata.name} (exists)" for w in workers]
-        return [
-            f"{w.metadata.name} ({w.status.phase.value if w.status.phase else 'none'})"
-            for w in workers
-            if w.status.phase != want_phase
-        ]
-    out = []
-    for name in names:
-        w = repo.get(namespace, name)
-        if want_phase is None:
-            if w is not None:
-                out.append(f"{name} (exists)")
-        elif w is None or w.status.phase != want_phase:
-            out.append(f"{name} ({w.status.phase.value if w and w.status.phase else 'absent'})")
+    """The objects not yet meeting `condition`, as `kind.group/name (state)`; every object
+    considered is remembered in `seen` (in order) for the final `condition met` lines."""
+    out: list[str] = []
+    for target in targets:
+        repo = session.repositories.for_kind(target.kind)
+        objects: list[tuple[str, Resource | None]]
+        if target.names:
+            objects = [(name, repo.get(namespace, name)) for name in target.names]
+        else:
+            objects = [
+                (obj.metadata.name, obj)
+                for obj in repo.list(namespace, args.selector, on_invalid=_warn_invalid)
+            ]
+        for name, obj in objects:
+            label = f"{qualified(target.kind)}/{name}"
+            seen.setdefault(label)
+            if not condition.met(obj):
+                out.append(f"{label} ({condition.state(obj)})")
     return out
 
 
-# -- run ----------------------------------------------------------------------------------------
+# -- scale -----------------------------------------------------------------------------------
+
+
+def _replicas(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {shorten(text)}")
+    return value
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    """Set spec.replicas: one CAS through Repository.update_spec, so generation moves only
+    when the count changes and a concurrent edit of the rest of the spec is never lost."""
+    targets = resolve(kind_registry(), args.target)
+    for target in targets:
+        if not has_replicas(target.kind):
+            raise CliError(
+                f"{target.kind.plural} cannot be scaled: a {target.kind.kind} has no spec.replicas"
+            )
+    if any(not t.names for t in targets):
+        raise UsageError("scale needs the object's name: TYPE NAME or TYPE/NAME")
+    replicas: int = args.replicas
+    session = _session(args)
+    namespace = _namespace(args)
+    failed = False
+
+    def set_replicas(obj: Any) -> None:
+        obj.spec.replicas = replicas
+
+    for target in targets:
+        repo = session.repositories.for_kind(target.kind)
+        for name in target.names:
+            try:
+                repo.update_spec(namespace, name, set_replicas)
+            except NotFound:
+                _error(_not_found(target.kind, name, namespace))
+            except InvalidObject as exc:
+                _error(f"{exc}; not scaled: fix the stored value first")
+            except WriteRefused as exc:
+                _error(f"{qualified(target.kind)}/{name} not scaled: {exc.detail}")
+            except (AdmissionRefused, TooManyConflicts) as exc:
+                _error(f"{qualified(target.kind)}/{name} not scaled: {exc}")
+            else:
+                print(f"{qualified(target.kind)}/{name} scaled")
+                continue
+            failed = True
+    return 1 if failed else 0
+
+
+# -- api-resources ---------------------------------------------------------------------------
+
+
+def cmd_api_resources(args: argparse.Namespace) -> int:
+    """The kinds this labctl serves and every name they answer to (kubectl api-resources)."""
+    rows = [["NAME", "SHORTNAMES", "APIVERSION", "KIND"]]
+    for kind in sorted(kind_registry(), key=lambda k: k.plural):
+        rows.append([kind.plural, ",".join(kind.short_names), kind.api_version, kind.kind])
+    print("\n".join(format_rows(rows)))
+    return 0
+
+
+# -- run -------------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -574,14 +629,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_controller(config.load(args))
 
 
-# -- providers ----------------------------------------------------------------------------------
+# -- providers -------------------------------------------------------------------------------
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
     """Installed provider plug-ins and their settings as this environment resolves them;
     a secret's value is never shown, only whether it is set."""
-    import os
-
     from controller.labworker import plugins
 
     installed = plugins.installed()
@@ -601,24 +654,40 @@ def cmd_providers(args: argparse.Namespace) -> int:
             else:
                 current = value if value is not None else "-"
             rows.append(["  " + setting.env, setting.default or "-", current, setting.help])
-        _table(rows, sys.stdout)
+        print("\n".join(format_rows(rows)))
     return 0
 
 
-# -- parser -------------------------------------------------------------------------------------
+# -- parser ----------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one `error:` line (exit 2) like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+_TYPES_HELP = "TYPE [NAME...] or TYPE/NAME...; TYPE is any name `labctl api-resources` lists"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="labctl", description="Lab Resource Controller: LabWorkers stored in etcd."
+    parser = _Parser(
+        prog="labctl",
+        description="Lab Resource Controller: LabWorkers, pools, quotas and events in etcd.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the controller (settings: flags or environment)")
-    config.add_arguments(run)
-    run.set_defaults(func=cmd_run)
+    def verb(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> Any:
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(func=func, parser=p)
+        return p
 
-    apply = sub.add_parser("apply", help="create or update LabWorkers from manifests")
+    run = verb("run", "run the controller (settings: flags or environment)", cmd_run)
+    config.add_arguments(run)
+
+    apply = verb("apply", "create or update objects of any kind from manifests", cmd_apply)
     apply.add_argument(
         "-f",
         "--filename",
@@ -628,57 +697,87 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("-n", "--namespace", help="namespace for manifests without one")
     _add_connection_args(apply)
-    apply.set_defaults(func=cmd_apply)
 
-    get = sub.add_parser("get", help="list LabWorkers or show one")
-    get.add_argument("resource", help="labworkers")
-    get.add_argument("name", nargs="?")
+    get = verb("get", "list objects or show some", cmd_get)
+    get.add_argument("resource", nargs="*", metavar="TYPE", help=_TYPES_HELP)
     get.add_argument("-n", "--namespace")
     get.add_argument("-A", "--all-namespaces", action="store_true")
     get.add_argument("-l", "--selector", help="label selector, e.g. tier=gold,region in (eu)")
-    get.add_argument("-o", "--output", choices=["wide", "json", "yaml"])
+    get.add_argument(
+        "--field-selector",
+        help="e.g. involvedObject.name=w1,type!=Normal (fields: metadata.name, "
+        "metadata.namespace and the kind's indexed fields)",
+    )
+    get.add_argument("-o", "--output", choices=["wide", "json", "yaml", "name"])
     _add_connection_args(get)
-    get.set_defaults(func=cmd_get)
 
-    describe = sub.add_parser("describe", help="show one LabWorker in detail")
-    describe.add_argument("resource")
-    describe.add_argument("name")
-    describe.add_argument("-n", "--namespace")
-    _add_connection_args(describe)
-    describe.set_defaults(func=cmd_describe)
+    describe_ = verb("describe", "show objects in detail, with their recent events", cmd_describe)
+    describe_.add_argument("resource", nargs="*", metavar="TYPE", help=_TYPES_HELP)
+    describe_.add_argument("-n", "--namespace")
+    describe_.add_argument("-A", "--all-namespaces", action="store_true", help="(without names)")
+    describe_.add_argument("-l", "--selector", help="label selector (without names)")
+    _add_connection_args(describe_)
 
-    delete = sub.add_parser("delete", help="delete LabWorkers (the controller tears them down)")
-    delete.add_argument("resource")
-    delete.add_argument("names", nargs="+")
+    delete = verb("delete", "delete objects (their controllers finalize them)", cmd_delete)
+    delete.add_argument("resource", nargs="+", metavar="TYPE", help=_TYPES_HELP)
     delete.add_argument("-n", "--namespace")
     _add_connection_args(delete)
-    delete.set_defaults(func=cmd_delete)
 
-    wait = sub.add_parser("wait", help="wait for LabWorkers to reach a phase or be deleted")
-    wait.add_argument("target", nargs="*", help="labworker/NAME ...")
-    wait.add_argument("--for", dest="condition", required=True, help="phase=Ready | delete")
+    wait = verb("wait", "wait for objects to reach a phase or condition, or be deleted", cmd_wait)
+    wait.add_argument("target", nargs="*", metavar="TYPE", help=_TYPES_HELP)
+    wait.add_argument(
+        "--for",
+        dest="condition",
+        required=True,
+        help="delete | phase=<Phase> | condition=<Type>[=<Status>] (Status defaults to True)",
+    )
     wait.add_argument("--timeout", default="30s", help="e.g. 60s, 5m (default 30s)")
-    wait.add_argument("--all", action="store_true", help="every LabWorker in the namespace")
+    wait.add_argument("--all", action="store_true", help="every object of TYPE in the namespace")
+    wait.add_argument("-l", "--selector", help="with --all: only objects with these labels")
     wait.add_argument("-n", "--namespace")
     _add_connection_args(wait)
-    wait.set_defaults(func=cmd_wait)
 
-    providers = sub.add_parser(
-        "providers", help="list the installed provider plug-ins and their settings"
-    )
-    providers.set_defaults(func=cmd_providers)
+    scale = verb("scale", "set spec.replicas of a pool (or any kind with replicas)", cmd_scale)
+    scale.add_argument("target", nargs="+", metavar="TYPE", help="TYPE NAME or TYPE/NAME")
+    scale.add_argument("--replicas", type=_replicas, required=True, help="an integer >= 0")
+    scale.add_argument("-n", "--namespace")
+    _add_connection_args(scale)
+
+    verb("api-resources", "list the kinds labctl serves and their names", cmd_api_resources)
+    verb("providers", "list the installed provider plug-ins and their settings", cmd_providers)
     return parser
+
+
+_POSITIONALS = {"get": "resource", "describe": "resource", "delete": "resource"}
+_POSITIONALS.update(wait="target", scale="target")
+"""Verbs whose TYPE/NAME arguments may come after options, as with kubectl
+(`labctl get lw -n emea w1`); argparse alone would refuse the names after `-n emea`."""
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    field = _POSITIONALS.get(args.command)
+    if field is not None and not any(e.startswith("-") for e in extra):
+        setattr(args, field, [*getattr(args, field), *extra])
+        return args
+    subparser: argparse.ArgumentParser = args.parser
+    subparser.error(f"unrecognized arguments: {' '.join(extra)}")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if args.command != "run":
         # kubectl-style verbs speak through their exit code and `error:` lines only.
         configure_logging("ERROR", "console", stream=sys.stderr)
     try:
         code = args.func(args)
-    except (CliError, config.ConfigError, WriteRefused) as exc:
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except (CliError, config.ConfigError, WriteRefused, AdmissionRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
     except InvalidObject as exc:

@@ -16,6 +16,6 @@ KINDS: tuple[Any, ...] = (LABWORKER,)
 
 
 def setup(manager: Manager, settings: Settings) -> None:
-    from controller.labworker.setup import setup_labworkers
+    from controller.labworker.wiring import setup_labworkers
 
     setup_labworkers(manager, settings)

@@ -11,12 +11,13 @@ from a call that never happened. See controller.runtime.fencing and docs/archite
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from controller.labworker.model import InstanceSpec
 from controller.labworker.provider import HostHealth, Instance, LabProvider
 from controller.resources import DEFAULT_NAMESPACE
+from controller.runtime.controller import NOOP_RECONCILE_METRICS, ReconcileMetrics
 from controller.runtime.fencing import NotOwner, OwnershipGuard
 
 log = logging.getLogger("controller.labworker.fenced")
@@ -28,20 +29,21 @@ class FencedProvider:
         inner: LabProvider,
         guard: OwnershipGuard,
         *,
-        on_refused: Callable[[str], object] | None = None,
+        metrics: ReconcileMetrics = NOOP_RECONCILE_METRICS,
+        controller: str = "labworker",
     ) -> None:
-        """`on_refused(call)` is told about every refused call (for a metric)."""
+        """Every refused call is counted as `metrics.provider_call_refused(controller, call)`."""
         self.inner = inner
         self.guard = guard
-        self.on_refused = on_refused
+        self.metrics = metrics
+        self.controller = controller
 
     def _allow(self, call: str, uid: str) -> None:
         try:
             self.guard.check(f"provider {call} for uid {uid}")
         except NotOwner as exc:
             log.warning("%s; the call was not made", exc)
-            if self.on_refused is not None:
-                self.on_refused(call)
+            self.metrics.provider_call_refused(self.controller, call)
             raise
 
     def provision(

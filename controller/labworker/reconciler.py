@@ -33,6 +33,8 @@ from controller.labworker.policy import (
 )
 from controller.labworker.provider import LabProvider
 from controller.resources import ObjectKey
+from controller.runtime.controller import NOOP_RECONCILE_METRICS, ReconcileMetrics
+from controller.runtime.recorder import NOOP_RECORDER, Recorder
 from controller.runtime.repository import (
     InvalidObject,
     Repository,
@@ -64,16 +66,21 @@ class LabWorkerReconciler:
         timeouts: PhaseTimeouts = DEFAULT_TIMEOUTS,
         intervals: Intervals = DEFAULT_INTERVALS,
         now: Callable[[], datetime] = utc_now,
-        on_conflicts: Callable[[int], object] | None = None,
+        metrics: ReconcileMetrics = NOOP_RECONCILE_METRICS,
+        controller: str = "labworker",
+        recorder: Recorder = NOOP_RECORDER,
     ) -> None:
-        """`on_conflicts(n)` is told how many CAS conflicts a status write retried (n > 0)."""
+        """`metrics.cas_conflict(controller, n)` counts the CAS conflicts a status write
+        retried; `recorder` gets an Event for every phase change, failure and provider retry."""
         self.repository = repository
         self.provider = provider
         self.reader: Reader = reader if reader is not None else repository.get_by_key
         self.timeouts = timeouts
         self.intervals = intervals
         self.now = now
-        self.on_conflicts = on_conflicts
+        self.metrics = metrics
+        self.controller = controller
+        self.recorder = recorder
 
     def __call__(self, key: ObjectKey) -> Result:
         return self.reconcile(key)
@@ -99,6 +106,7 @@ class LabWorkerReconciler:
 
         if not decision.changed:
             if observation.transient_error is not None and not decision.stale:
+                self._record_retry(worker, observation.transient_error)
                 raise ReconcileError(
                     f"LabWorker {key} ({worker.status.phase or 'new'}): provider call failed "
                     f"transiently: {observation.transient_error}; status unchanged, "
@@ -154,6 +162,7 @@ class LabWorkerReconciler:
             raise ReconcileError(str(exc)) from exc
         except WriteRefused as exc:
             # The same object would be refused again: retrying cannot help until it changes.
+            self.recorder.event(worker, "Warning", "StatusWriteRefused", str(exc))
             raise TerminalError(
                 f"LabWorker {key}: status write refused ({exc}); not retried until the "
                 "worker changes"
@@ -163,8 +172,8 @@ class LabWorkerReconciler:
                 f"LabWorker {key}: status write failed ({exc}); will retry with backoff"
             ) from exc
 
-        if update.conflicts and self.on_conflicts is not None:
-            self.on_conflicts(update.conflicts)
+        if update.conflicts:
+            self.metrics.cas_conflict(self.controller, update.conflicts)
         previous_phase, decision = applied[-1]
         span = trace.get_current_span()
         span.set_attribute("conflict.retries", update.conflicts)
@@ -176,6 +185,7 @@ class LabWorkerReconciler:
             return Result.done()
         elif update.written:
             self._log_written(key, previous_phase, decision, update.conflicts)
+            self._record_written(worker, previous_phase, decision)
             if (
                 decision.requeue_after is not None
                 and decision.requeue_after <= self.intervals.next_step
@@ -184,6 +194,7 @@ class LabWorkerReconciler:
                 # cache holds it; a timer now would race it and reconcile a stale copy.
                 return Result.done()
         if observation.transient_error is not None and not decision.changed and not decision.stale:
+            self._record_retry(worker, observation.transient_error)
             raise ReconcileError(
                 f"LabWorker {key}: provider call failed transiently: "
                 f"{observation.transient_error}; retrying with backoff"
@@ -205,6 +216,22 @@ class LabWorkerReconciler:
             log.info("LabWorker %s: %s%s", key, decision.summary, retried)
         else:
             log.debug("LabWorker %s: status updated: %s%s", key, decision.summary, retried)
+
+    def _record_written(self, worker: LabWorker, previous: Phase | None, decision: Decision) -> None:
+        """One Event per phase change, named after the phase entered (kubectl describe shows
+        the worker's story); a failure is a Warning."""
+        if decision.phase is None or decision.phase == previous:
+            return
+        warning = decision.phase is Phase.FAILED
+        self.recorder.event(
+            worker, "Warning" if warning else "Normal", decision.phase.value, decision.summary
+        )
+
+    def _record_retry(self, worker: LabWorker, error: str) -> None:
+        # Identical retries aggregate into one Event whose count grows.
+        self.recorder.event(
+            worker, "Warning", "ProviderError", f"provider call failed transiently: {error}"
+        )
 
     def _result(self, decision: Decision) -> Result:
         if decision.requeue_after is None:

@@ -228,6 +228,33 @@ class ControllerMetrics:
         )
         self._last_event = _LastEventAgeCollector(clock)
         r.register(self._last_event)
+        self._events_written = Counter(
+            "controller_events_written_total",
+            "Events written by the event recorder: a new Event (recorded) or a repeat "
+            "aggregated into an existing one (aggregated)",
+            ["type", "outcome"],
+            registry=r,
+        )
+        self._events_dropped = Counter(
+            "controller_events_dropped_total",
+            "Events not written: rate_limited (client-go's spam filter), queue_full, or "
+            "still queued at shutdown",
+            ["reason"],
+            registry=r,
+        )
+        self._quota_corrections = Counter(
+            "labquota_usage_corrected_total",
+            "Namespace usage records the quota controller rewrote from a recount: drift "
+            "(workers written around the repository), unreadable or absent",
+            ["reason"],
+            registry=r,
+        )
+        self._event_write_failures = Counter(
+            "controller_event_write_failures_total",
+            "Event writes etcd refused or did not answer (never retried blindly; a "
+            "reconcile never fails for one)",
+            registry=r,
+        )
 
     def register_controller(self, controller: str, max_concurrent_reconciles: int) -> None:
         """Publish a controller's series at zero, so rate() and alerts work before the
@@ -292,6 +319,21 @@ class ControllerMetrics:
         self._etcd_alarms_seen.update(active)
         for alarm in self._etcd_alarms_seen:
             self._etcd_alarm.labels(alarm).set(1 if alarm in active else 0)
+
+    def quota_usage_corrected(self, reason: str) -> None:
+        self._quota_corrections.labels(reason).inc()
+
+    def event_recorded(self, type: str) -> None:
+        self._events_written.labels(type, "recorded").inc()
+
+    def event_aggregated(self, type: str) -> None:
+        self._events_written.labels(type, "aggregated").inc()
+
+    def event_dropped(self, reason: str) -> None:
+        self._events_dropped.labels(reason).inc()
+
+    def event_write_failed(self) -> None:
+        self._event_write_failures.inc()
 
     def watch_restart(self, resource: str, reason: str) -> None:
         self._watch_restarts.labels(resource, reason).inc()

@@ -24,6 +24,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from controller.runtime.fencing import NotOwner
 from controller.storage import (
@@ -40,6 +41,19 @@ from controller.storage import (
 log = logging.getLogger("controller.runtime.leader")
 
 
+class LeaderMetrics(Protocol):
+    """What an elector reports (`leader_election_master_status{name}` in Prometheus)."""
+
+    def leader_status(self, name: str, is_leader: bool) -> None: ...
+
+
+class NoopLeaderMetrics:
+    def leader_status(self, name: str, is_leader: bool) -> None: ...
+
+
+NOOP_LEADER_METRICS: LeaderMetrics = NoopLeaderMetrics()
+
+
 def default_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -52,13 +66,16 @@ class LeaderElector:
         *,
         identity: str | None = None,
         ttl: int = 15,
-        on_change: Callable[[bool], None] | None = None,
+        metrics: LeaderMetrics = NOOP_LEADER_METRICS,
     ) -> None:
         self.client = client
         self.key = key
+        self.name = key.rstrip("/").rpartition("/")[2]
+        """The election's name (the key's last segment), its metrics label."""
         self.identity = identity or default_identity()
         self.ttl = ttl
-        self._on_change = on_change
+        self.metrics = metrics
+        metrics.leader_status(self.name, False)
         self.fence_margin = max(1.0, ttl * 0.2)
         """Seconds of lease validity kept in reserve before a side effect: covers clock-rate
         drift between us and etcd and the time a call takes to leave this process."""
@@ -144,8 +161,7 @@ class LeaderElector:
             self.token,
             self.ttl,
         )
-        if self._on_change:
-            self._on_change(True)
+        self.metrics.leader_status(self.name, True)
         return True
 
     def _wait_for_vacancy(self, stop: threading.Event) -> None:
@@ -187,8 +203,7 @@ class LeaderElector:
             self.identity,
             why,
         )
-        if self._on_change:
-            self._on_change(False)
+        self.metrics.leader_status(self.name, False)
         for cb in self._lost_callbacks:
             cb()
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import builtins
 import logging
+import random
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -294,7 +296,7 @@ class Repository(Generic[T]):
         raw = self.storable(text, fresh)
         etcd_key = self.etcd_key(key)
         guards = self._guards(fenced)
-        for _attempt in range(self.max_conflict_retries):
+        for attempt in range(self.max_conflict_retries):
             parts = self._admit(lambda a: a.on_create(fresh))
             result = self.client.txn(
                 [Compare.absent(etcd_key), *parts.compares, *guards],
@@ -306,9 +308,10 @@ class Repository(Generic[T]):
                 return fresh
             if _first_kv(result) is not None:
                 raise AlreadyExists(etcd_key, _first_kv(result))
-            if not parts.compares:
-                raise Fenced(f"{etcd_key}: create refused: the writer's fencing guard failed")
-            # An admission record moved under us (another create in the namespace): again.
+            self._raise_if_fenced(etcd_key, "create", guards, parts)
+            # An admission record moved under us (another create in the namespace): again,
+            # after a jittered pause so that concurrent creators spread out.
+            _backoff(attempt)
         raise TooManyConflicts(
             f"{text}: the namespace's quota usage kept changing during "
             f"{self.max_conflict_retries} attempts to create it; try again"
@@ -445,6 +448,18 @@ class Repository(Generic[T]):
 
     # -- the CAS loop ------------------------------------------------------------------------
 
+    def _raise_if_fenced(
+        self, etcd_key: str, action: str, guards: Sequence[Compare], parts: TxnParts
+    ) -> None:
+        """The object's own compare held, so a guard or an admission compare failed. Without
+        admission compares it was the fencing guard; with both, one read-only transaction on
+        the guards alone tells them apart (only on this failure path)."""
+        if not guards:
+            return
+        if parts.compares and self.client.txn(list(guards), [], []).succeeded:
+            return  # the guards hold: an admission record moved; the caller tries again
+        raise Fenced(f"{etcd_key}: {action} refused: the writer's fencing guard failed")
+
     def _admit_update(self, old: T, new: T) -> TxnParts:
         return self._admit(lambda plugin: plugin.on_update(old, new))
 
@@ -540,7 +555,7 @@ class Repository(Generic[T]):
         transaction. Raises _Moved (with the fresh object) on a conflict, NotFound if gone."""
         etcd_key = self.etcd_key(key)
         version = current.metadata.resource_version or 0
-        for _attempt in range(self.max_conflict_retries):
+        for attempt in range(self.max_conflict_retries):
             parts = self._admit(lambda a: a.on_delete(current))
             result = self.client.txn(
                 [Compare.mod_revision(etcd_key, version), *parts.compares, *guards],
@@ -554,8 +569,8 @@ class Repository(Generic[T]):
                 raise NotFound(str(key))
             if kv.mod_revision != version:
                 raise _Moved(self.decode_kv(str(key), kv))
-            if not parts.compares:
-                raise Fenced(f"{etcd_key}: delete refused: the writer's fencing guard failed")
+            self._raise_if_fenced(etcd_key, "delete", guards, parts)
+            _backoff(attempt)
         raise TooManyConflicts(f"{key}: quota usage kept changing while deleting it; will retry")
 
 
@@ -567,6 +582,16 @@ class _Moved(Exception):
     def __init__(self, current: Any) -> None:
         super().__init__("moved")
         self.current = current
+
+
+_jitter = random.Random()
+"""Private: retries must not disturb the global RNG other code seeds."""
+
+
+def _backoff(attempt: int) -> None:
+    """Full jitter, 5 ms doubling to 0.5 s: creators racing for one usage record spread out
+    instead of colliding again at once."""
+    time.sleep(_jitter.uniform(0, min(0.5, 0.005 * 2**attempt)))
 
 
 def _first_kv(result: TxnResult) -> KeyValue | None:

@@ -23,8 +23,8 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Callable, Collection, Sequence
+from typing import Final, Protocol
 
 from controller.storage import (
     AlreadyExists,
@@ -342,6 +342,21 @@ class AlarmMonitor:
         return True, "no etcd alarm" + (f" (last poll failed: {error})" if error else "")
 
 
+class WriteHealthMetrics(Protocol):
+    """What write health reports: `etcd_write_failing` and `etcd_alarm_active{alarm}`."""
+
+    def etcd_write_failing(self, failing: bool) -> None: ...
+    def etcd_alarms(self, active: Collection[str]) -> None: ...
+
+
+class NoopWriteHealthMetrics:
+    def etcd_write_failing(self, failing: bool) -> None: ...
+    def etcd_alarms(self, active: Collection[str]) -> None: ...
+
+
+NOOP_WRITE_HEALTH_METRICS: WriteHealthMetrics = NoopWriteHealthMetrics()
+
+
 class WriteHealth:
     """The write tracker and the alarm monitor of one client, wired to each other.
 
@@ -355,17 +370,17 @@ class WriteHealth:
         *,
         prefix: str,
         username: str | None = None,
-        on_failing: Callable[[bool], None] | None = None,
-        on_alarms: Callable[[frozenset[str]], None] | None = None,
+        metrics: WriteHealthMetrics = NOOP_WRITE_HEALTH_METRICS,
         alarm_interval: float = DEFAULT_ALARM_INTERVAL,
     ) -> None:
         self.alarms = AlarmMonitor(
-            lambda: client.alarms(timeout=2.0), interval=alarm_interval, on_change=on_alarms
+            lambda: client.alarms(timeout=2.0),
+            interval=alarm_interval,
+            on_change=metrics.etcd_alarms,
         )
 
         def failing_changed(failing: bool) -> None:
-            if on_failing:
-                on_failing(failing)
+            metrics.etcd_write_failing(failing)
             if not failing:
                 self.alarms.poll_soon()  # writes work again: a stale alarm clears now
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.labworker.repository import LabWorkerRepository
+from controller.storage import connect
 from tests.etcdproc import EtcdProcess, http_get, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,9 +169,16 @@ class ControllerProcess:
 
 
 def list_workers(etcd: EtcdProcess, namespace: str | None = None) -> list[dict[str, Any]]:
-    args = ["get", "labworkers", "-o", "json"]
-    args += ["-n", namespace] if namespace else ["-A"]
-    return list(json.loads(labctl(etcd, *args).stdout)["items"])
+    """The stored workers, read straight from etcd in this process: polling loops must see
+    short phases (Provisioning lasts about a second) that a labctl subprocess per poll,
+    taking seconds on a loaded machine, would miss. Invalid values are skipped, as the
+    controller and `labctl get` skip them; `labctl get` has its own tests."""
+    client = connect(etcd.endpoint)
+    try:
+        repository = LabWorkerRepository.for_prefix(client, PREFIX)
+        return [w.to_dict() for w in repository.list(namespace, on_invalid=lambda _err: None)]
+    finally:
+        client.close()
 
 
 def phases(etcd: EtcdProcess) -> dict[str, str]:

@@ -7,12 +7,15 @@ one `error: ...` line naming it and exit code 1; a listing shows every good obje
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+from controller.app import kind_registry
 from tests.e2e.harness import (
     PREFIX,
     REPO,
@@ -172,7 +175,7 @@ HOSTILE_FILES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
         lambda d: _write(d / "a.yaml", b"metadata:\n  name: caf\xe9\n"),
         ("a.yaml", "not UTF-8", "0xe9"),
     ),
-    "empty": (lambda d: _write(d / "a.yaml", b""), ("no LabWorker documents", "a.yaml")),
+    "empty": (lambda d: _write(d / "a.yaml", b""), ("no documents to apply", "a.yaml")),
     "yaml-bomb": (
         lambda d: _write(d / "a.yaml", _yaml_bomb().encode()),
         ("a.yaml", "aliases expand it to more than"),
@@ -287,3 +290,110 @@ def test_a_health_port_already_in_use_is_one_error_line_not_a_bug_report(
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], res.stderr
     assert "already in use" in errors[0] and "HEALTH_PORT" in errors[0]
     assert "bug" not in errors[0]
+
+
+# -- every other kind ----------------------------------------------------------------------------
+
+VALID_DOCUMENTS: dict[str, dict[str, Any]] = {
+    "LabWorkerPool": {
+        "metadata": {"name": "pool"},
+        "spec": {
+            "replicas": 1,
+            "template": {"metadata": {"labels": {"pool": "p"}}, "spec": {"labTrack": "x"}},
+        },
+    },
+    "LabQuota": {"metadata": {"name": "quota"}, "spec": {"hard": {"labworkers": 3}}},
+    "Event": {
+        "metadata": {"name": "event"},
+        "involvedObject": {"apiVersion": "v", "kind": "K", "name": "n", "namespace": "ns"},
+        "reason": "Ready",
+        "type": "Normal",
+        "count": 1,
+        "firstTimestamp": "2026-01-01T00:00:00Z",
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+        "reportingController": "c",
+        "reportingInstance": "i",
+    },
+}
+"""A valid document of each kind besides LabWorker; each case below breaks one field."""
+
+BAD_FIELDS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...]]] = {
+    "LabWorkerPool": (
+        lambda d: d["spec"].update(replicas=-1),
+        ("invalid LabWorkerPool", "spec.replicas", "greater than or equal to 0"),
+    ),
+    "LabQuota": (
+        lambda d: d["spec"].update(hard={"labworkers": "3"}),
+        ("invalid LabQuota", "spec.hard.labworkers"),
+    ),
+    "Event": (
+        lambda d: d.update(count=0),
+        ("invalid Event", "count", "greater than or equal to 1"),
+    ),
+}
+
+
+def test_a_bad_manifest_of_any_kind_is_one_error_line_and_writes_nothing(
+    etcd: EtcdProcess, tmp_path: Path
+) -> None:
+    registry = kind_registry()
+    assert {k.kind for k in registry} >= {"LabWorker", *VALID_DOCUMENTS}
+    runs: dict[str, tuple[Path, tuple[str, ...]]] = {}
+    for name, valid in VALID_DOCUMENTS.items():
+        kind = registry.by_kind(name)
+        assert kind is not None
+        bad_label = copy.deepcopy(valid)
+        bad_label["metadata"]["labels"] = {"k" * 1000: "v"}
+        bad_field = copy.deepcopy(valid)
+        break_field, expected = BAD_FIELDS[name]
+        break_field(bad_field)
+        base = {"apiVersion": kind.api_version, "kind": kind.kind}
+        runs[f"{name}-label"] = (
+            _write(
+                tmp_path / f"{kind.plural}-label.json", json.dumps({**base, **bad_label}).encode()
+            ),
+            (f"invalid {name}", "metadata.labels", "characters long; at most 63"),
+        )
+        runs[name] = (
+            _write(tmp_path / f"{kind.plural}.yaml", json.dumps({**base, **bad_field}).encode()),
+            expected,
+        )
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {
+            case: pool.submit(_run_labctl, etcd, ["apply", "-f", str(path)])
+            for case, (path, _) in runs.items()
+        }
+    failures = {}
+    for case, future in futures.items():
+        try:
+            assert_one_error(future.result(), runs[case][0].name, *runs[case][1])
+        except AssertionError as exc:
+            failures[case] = str(exc)
+    assert failures == {}
+    assert etcd.etcdctl("get", PREFIX + "/", "--prefix", "--keys-only").split() == []
+
+
+def test_a_value_planted_under_another_kind_is_reported_like_a_labworkers(
+    etcd: EtcdProcess,
+) -> None:
+    keys = kind_registry().lookup("events").prefix(PREFIX)
+    etcd.put(keys + "default/deep", DEEP)
+    apply(etcd, [worker_manifest("w1")])
+
+    listed = labctl(etcd, "get", "ev", "-o", "name", check=False)
+    assert listed.returncode == 0 and listed.stdout == "", listed.stderr
+    (warning,) = listed.stderr.splitlines()
+    assert warning.startswith("warning: default/deep: ") and "invalid-json" in warning
+    assert_one_error(labctl(etcd, "get", "ev/deep", check=False), "default/deep", "invalid-json")
+    assert_one_error(
+        labctl(etcd, "describe", "events", "deep", check=False), "default/deep", "invalid-json"
+    )
+    assert_one_error(
+        labctl(etcd, "delete", "ev", "deep", check=False), "default/deep", "not deleted"
+    )
+    # describe lists the namespace's Events: the bad one is one warning, the page is whole
+    described = labctl(etcd, "describe", "lw", "w1", check=False)
+    assert described.returncode == 0, described.stderr
+    assert described.stdout.splitlines()[-1] == "Events:             <none>"
+    assert [line.split(";")[0] for line in described.stderr.splitlines()] == [warning.split(";")[0]]
+    assert etcd.get_raw(keys + "default/deep") == DEEP

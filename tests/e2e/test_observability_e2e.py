@@ -72,15 +72,26 @@ def test_logs_traces_and_metrics_of_a_short_run(
 
     # -- metrics: what happened, by controller-runtime's names
     totals = metric_samples(metrics, "controller_runtime_reconcile_total")
-    reconciles = sum(totals.values())
+    # Every kind's controllers report under their own name; these workers are labworker's.
+    reconciles = sum(v for k, v in totals.items() if 'controller="labworker"' in k)
+    assert all('result="error"' not in k or v == 0 for k, v in totals.items()), (
+        totals
+    )  # no controller failed
     assert (
         totals['{controller="labworker",result="success"}']
         + totals.get('{controller="labworker",result="requeue_after"}', 0)
         == reconciles
     )  # nothing failed
-    assert metric_samples(metrics, "workqueue_depth") == {'{name="labworker"}': 0.0}
+    assert metric_samples(metrics, "workqueue_depth")['{name="labworker"}'] == 0.0
     assert sum(metric_samples(metrics, "informer_invalid_objects_total").values()) == 0
-    assert metric_samples(metrics, "informer_cache_objects") == {'{resource="labworkers"}': 5.0}
+    cached = metric_samples(metrics, "informer_cache_objects")
+    assert cached['{resource="labworkers"}'] == 5.0
+    # One informer per watched kind (Events are written, never watched, by the controller).
+    assert set(cached) == {
+        '{resource="labworkers"}',
+        '{resource="labworkerpools"}',
+        '{resource="labquotas"}',
+    }
     for name in (
         "controller_runtime_reconcile_time_seconds_bucket",
         "controller_runtime_reconcile_errors_total",
@@ -95,7 +106,12 @@ def test_logs_traces_and_metrics_of_a_short_run(
 
     # -- traces: one span per reconcile, etcd and provider calls as children
     spans = receiver.snapshot()
-    reconcile_spans = [s for s in spans if s.name == "reconcile LabWorker"]
+    # The garbage collector also reconciles LabWorkers; its spans say controller=gc-labworkers.
+    reconcile_spans = [
+        s
+        for s in spans
+        if s.name == "reconcile LabWorker" and s.attributes.get("controller") == "labworker"
+    ]
     assert len(reconcile_spans) == reconciles
     assert {s.service for s in spans} == {"lab-controller-under-test"}
     by_id = {s.span_id: s for s in spans}

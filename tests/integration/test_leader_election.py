@@ -12,6 +12,7 @@ from controller.labworker.fenced import FencedProvider
 from controller.labworker.model import InstanceSpec, LabWorker
 from controller.labworker.repository import LabWorkerRepository
 from controller.labworker.sim import SimProvider
+from controller.runtime.controller import NoopReconcileMetrics
 from controller.runtime.fencing import NotOwner
 from controller.runtime.leader import LeaderElector
 from controller.storage import EtcdClient, Fenced, Unavailable, connect
@@ -97,7 +98,12 @@ def test_a_stalled_leader_is_refused_side_effects_before_its_lease_can_expire(
     assert elector.campaign(threading.Event())
     sim = SimProvider(client, "/lab-resource-manager", step_delay=0)
     refused: list[str] = []
-    provider = FencedProvider(sim, elector, on_refused=refused.append)
+
+    class Refusals(NoopReconcileMetrics):
+        def provider_call_refused(self, controller: str, call: str) -> None:
+            refused.append(call)
+
+    provider = FencedProvider(sim, elector, metrics=Refusals())
     assert provider.provision("uid-1", "w1", InstanceSpec()).instance_id  # leader: allowed
 
     # The leader stalls: its lease is no longer renewed (a GC pause, SIGSTOP, a partition).

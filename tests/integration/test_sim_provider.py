@@ -23,7 +23,6 @@ from controller.labworker.provider import (
     ProviderError,
     ProviderFatalError,
 )
-from controller.labworker.setup import build_provider
 from controller.labworker.sim import (
     FAIL_ANNOTATION,
     HOSTED_LABS_ANNOTATION,
@@ -32,6 +31,7 @@ from controller.labworker.sim import (
     instances_prefix,
     read_audit_log,
 )
+from controller.labworker.wiring import build_provider
 from controller.storage import EtcdClient, connect
 from tests.etcdproc import EtcdProcess, free_port, wait_until
 from tests.faultproxy import FaultProxy

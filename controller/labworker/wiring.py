@@ -19,7 +19,7 @@ from controller.runtime.controller import ControllerOptions
 from controller.runtime.manager import Manager
 from controller.storage import EtcdClient
 
-log = logging.getLogger("controller.labworker.setup")
+log = logging.getLogger("controller.labworker.wiring")
 
 CONTROLLER_NAME = "labworker"
 
@@ -35,7 +35,8 @@ def setup_labworkers(manager: Manager, settings: Settings) -> LabWorkerReconcile
         wrapped = FencedProvider(
             provider,
             manager.elector,
-            on_refused=lambda call: metrics.provider_call_refused(CONTROLLER_NAME, call),
+            metrics=metrics,
+            controller=CONTROLLER_NAME,
         )
     informer = manager.informer(LABWORKER)
 
@@ -48,7 +49,9 @@ def setup_labworkers(manager: Manager, settings: Settings) -> LabWorkerReconcile
         wrapped,
         reader=read_cached,
         intervals=replace(DEFAULT_INTERVALS, health_check=settings.health_check_interval),
-        on_conflicts=lambda n: metrics.cas_conflict(CONTROLLER_NAME, n),
+        metrics=metrics,
+        controller=CONTROLLER_NAME,
+        recorder=manager.recorder,
     )
     (
         manager.controller(CONTROLLER_NAME)

@@ -1,0 +1,368 @@
+"""What `labctl get` and `labctl describe` print, for any kind, as kubectl prints it.
+
+Pure functions of objects and a `now`: the tables (NAME, the kind's printer columns, AGE in
+kubectl's format), the generic describe (metadata, then every other field as indented
+`key: value`, conditions as a table) and the Events table every describe ends with. A kind
+needs no code here to be printed; LabWorker keeps its hand-laid describe (DESCRIBERS).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import yaml
+
+from controller.cli_targets import qualified
+from controller.resources import Kind, Resource, parse_timestamp
+
+LABEL_WIDTH = 20
+"""Values of describe's top-level fields start at this column (`Deletion Requested: `)."""
+
+
+# -- AGE -------------------------------------------------------------------------------------
+
+
+def human_duration(seconds: float) -> str:
+    """kubectl's AGE (k8s.io/apimachinery duration.HumanDuration): 45s, 5m30s, 3h, 2d5h, 1y.
+
+    Precise while small, coarser as it grows; up to a second in the future is "0s" (clock
+    skew between hosts), more is "<invalid>"."""
+    whole = int(seconds)
+    if whole < -1:
+        return "<invalid>"
+    if whole < 0:
+        return "0s"
+    if whole < 120:
+        return f"{whole}s"
+    minutes = whole // 60
+    if minutes < 10:
+        rest = whole % 60
+        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = whole // 3600
+    if hours < 8:
+        rest = minutes % 60
+        return f"{hours}h{rest}m" if rest else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        rest = hours % 24
+        return f"{hours // 24}d{rest}h" if rest else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        rest = (hours // 24) % 365
+        return f"{hours // 24 // 365}y{rest}d" if rest else f"{hours // 24 // 365}y"
+    return f"{hours // 24 // 365}y"
+
+
+def age(timestamp: str | None, now: datetime) -> str:
+    """How long ago `timestamp` (RFC 3339) was; `<unknown>` when absent or unreadable."""
+    if not timestamp:
+        return "<unknown>"
+    try:
+        moment = parse_timestamp(timestamp)
+    except ValueError:
+        return "<unknown>"
+    return human_duration((now - moment.replace(tzinfo=moment.tzinfo or UTC)).total_seconds())
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+def format_rows(rows: Sequence[Sequence[str]], gap: str = "   ") -> list[str]:
+    """Left-aligned columns (kubectl's tabwriter, 3 spaces of padding)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [gap.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def table_rows(
+    kind: Kind[Any],
+    objects: Sequence[Resource],
+    now: datetime,
+    *,
+    wide: bool = False,
+    namespaces: bool = False,
+    qualify: bool = False,
+) -> list[list[str]]:
+    """NAME, the kind's columns, AGE, then its wide columns (`-o wide`); NAMESPACE first
+    with `-A`; names as `kind.group/name` when several kinds share one output."""
+    narrow = [c for c in kind.columns if not c.wide]
+    extra = [c for c in kind.columns if c.wide] if wide else []
+    header = ["NAME", *(c.name for c in narrow), "AGE", *(c.name for c in extra)]
+    if namespaces:
+        header.insert(0, "NAMESPACE")
+    rows = [header]
+    for obj in objects:
+        name = f"{qualified(kind)}/{obj.metadata.name}" if qualify else obj.metadata.name
+        row = [
+            name,
+            *(_cell(c.value, obj) for c in narrow),
+            age(obj.metadata.creation_timestamp, now),
+            *(_cell(c.value, obj) for c in extra),
+        ]
+        if namespaces:
+            row.insert(0, obj.metadata.namespace)
+        rows.append(row)
+    return rows
+
+
+def _cell(value: Callable[[Any], str], obj: Resource) -> str:
+    text = str(value(obj))
+    return " ".join(text.split()) or "<none>"  # a newline in a value would break the table
+
+
+def print_objects(
+    groups: Sequence[tuple[Kind[Any], Sequence[Resource]]],
+    output: str | None,
+    *,
+    single: bool,
+    namespaces: bool,
+    now: datetime,
+    out: TextIO,
+) -> bool:
+    """`labctl get`'s output; False when there was nothing to print (the caller says so)."""
+    objects = [obj for _, objs in groups for obj in objs]
+    if output in ("json", "yaml"):
+        docs = [obj.to_dict() for obj in objects]
+        payload: Any = (
+            docs[0] if single and docs else {"apiVersion": "v1", "kind": "List", "items": docs}
+        )
+        if output == "json":
+            out.write(json.dumps(payload, indent=2) + "\n")
+        else:
+            out.write(yaml.safe_dump(payload, sort_keys=False))
+        return True
+    if output == "name":
+        for kind, objs in groups:
+            for obj in objs:
+                out.write(f"{qualified(kind)}/{obj.metadata.name}\n")
+        return bool(objects)
+    first = True
+    for kind, objs in groups:
+        if not objs:
+            continue
+        if not first:
+            out.write("\n")
+        first = False
+        rows = table_rows(
+            kind,
+            objs,
+            now,
+            wide=output == "wide",
+            namespaces=namespaces,
+            qualify=len(groups) > 1,
+        )
+        out.write("\n".join(format_rows(rows)) + "\n")
+    return bool(objects)
+
+
+# -- describe --------------------------------------------------------------------------------
+
+
+def field(label: str, value: object) -> str:
+    return f"{label + ':':<{LABEL_WIDTH - 1}} {value}"
+
+
+def _pairs(mapping: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(mapping.items())) or "<none>"
+
+
+def describe_metadata(obj: Resource, now: datetime) -> list[str]:
+    m = obj.metadata
+    lines = [
+        field("Name", m.name),
+        field("Namespace", m.namespace),
+        field("UID", m.uid or "<none>"),
+        field("Labels", _pairs(m.labels)),
+        field("Annotations", _pairs(m.annotations)),
+        field("Created", f"{m.creation_timestamp} ({age(m.creation_timestamp, now)} ago)"),
+        field("Generation", m.generation),
+        field("Resource Version", m.resource_version or "<none>"),
+        field("Finalizers", ", ".join(m.finalizers) or "<none>"),
+    ]
+    owner = m.controller_ref()
+    if owner is not None:
+        lines.append(field("Controlled By", f"{owner.kind}/{owner.name}"))
+    others = [ref for ref in m.owner_references or () if not ref.controller]
+    if others:
+        lines.append(field("Owners", ", ".join(f"{r.kind}/{r.name}" for r in others)))
+    if m.deletion_timestamp:
+        lines.append(field("Deletion Requested", m.deletion_timestamp))
+    return lines
+
+
+def describe_generic(kind: Kind[Any], obj: Resource, now: datetime) -> list[str]:
+    """Metadata, then each remaining top-level field (`Spec:`, `Status:`, an Event's
+    `Reason:` …) with nested values as indented `key: value`; status conditions as a table."""
+    lines = describe_metadata(obj, now)
+    lines.insert(2, field("Kind", f"{kind.kind} ({kind.api_version})"))
+    doc = obj.to_dict()
+    status_key = _alias(obj, obj.status_field) if obj.status_field else None
+    for key, value in doc.items():
+        if key in ("apiVersion", "kind", "metadata", status_key):
+            continue
+        lines += _top_level(key, value)
+    if status_key is not None:
+        status = doc.get(status_key)
+        status = dict(status) if isinstance(status, dict) else {}
+        conditions = status.pop("conditions", None)
+        lines.append("Status:" if status or conditions is not None else field("Status", "<none>"))
+        lines += _mapping_lines(status, 2)
+        if conditions is not None:
+            lines.append("  Conditions:")
+            lines += condition_lines(conditions, 4)
+    return lines
+
+
+def _alias(obj: Resource, name: str) -> str:
+    info = type(obj).model_fields.get(name)
+    return (info.alias if info is not None and info.alias else None) or name
+
+
+def _title(key: str) -> str:
+    """`involvedObject` → `Involved Object`, as kubectl labels a resource's fields."""
+    words, current = [], ""
+    for ch in key:
+        if ch.isupper() and current and not current[-1].isupper():
+            words.append(current)
+            current = ch
+        else:
+            current += ch
+    words.append(current)
+    return " ".join(w[:1].upper() + w[1:] for w in words if w)
+
+
+def _top_level(key: str, value: Any) -> list[str]:
+    label = _title(key)
+    if isinstance(value, dict) and value:
+        return [f"{label}:", *_mapping_lines(value, 2)]
+    if isinstance(value, list) and value and not all(_is_scalar(v) for v in value):
+        return [f"{label}:", *_list_lines(value, 2)]
+    return [field(label, _scalar(value))]
+
+
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, dict | list) or not value
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, dict | list) and not value:
+        return "<none>"
+    if isinstance(value, list):
+        return ", ".join(_scalar(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "<none>"
+    return " ".join(str(value).split()) if "\n" in str(value) else str(value)
+
+
+def _mapping_lines(mapping: Mapping[str, Any], indent: int) -> list[str]:
+    pad = " " * indent
+    width = max((len(k) for k, v in mapping.items() if _is_scalar(v)), default=0) + 2
+    lines: list[str] = []
+    for key, value in mapping.items():
+        if _is_scalar(value) or (isinstance(value, list) and all(_is_scalar(v) for v in value)):
+            lines.append(f"{pad}{key + ':':<{width}}{_scalar(value)}".rstrip())
+        elif isinstance(value, dict):
+            lines.append(f"{pad}{key}:")
+            lines += _mapping_lines(value, indent + 2)
+        else:
+            lines.append(f"{pad}{key}:")
+            lines += _list_lines(value, indent + 2)
+    return lines
+
+
+def _list_lines(items: Sequence[Any], indent: int) -> list[str]:
+    pad = " " * indent
+    lines: list[str] = []
+    for item in items:
+        if isinstance(item, dict) and item:
+            block = _mapping_lines(item, indent + 2)
+            lines.append(f"{pad}- {block[0].lstrip()}")
+            lines += block[1:]
+        elif isinstance(item, list) and item:
+            lines.append(f"{pad}-")
+            lines += _list_lines(item, indent + 2)
+        else:
+            lines.append(f"{pad}- {_scalar(item)}")
+    return lines
+
+
+def condition_lines(conditions: Sequence[Mapping[str, Any]], indent: int) -> list[str]:
+    pad = " " * indent
+    if not conditions:
+        return [f"{pad}<none>"]
+    rows = [[f"{pad}TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"]]
+    rows += [
+        [
+            f"{pad}{c.get('type', '')}",
+            str(c.get("status", "")),
+            str(c.get("reason") or ""),
+            str(c.get("lastTransitionTime") or ""),
+            _scalar(c.get("message") or ""),
+        ]
+        for c in conditions
+    ]
+    return format_rows(rows)
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+def event_lines(events: Sequence[Resource], now: datetime) -> list[str]:
+    """kubectl describe's closing section: Type, Reason, Age, From, Message, oldest first;
+    Age reads `3m (x5 over 10m)` for an event seen several times."""
+    if not events:
+        return [field("Events", "<none>")]
+    docs = sorted(
+        (e.to_dict() for e in events),
+        key=lambda d: str(d.get("lastTimestamp") or d.get("firstTimestamp") or ""),
+    )
+    rows = [
+        ["  Type", "Reason", "Age", "From", "Message"],
+        ["  ----", "------", "---", "----", "-------"],
+    ]
+    for d in docs:
+        last = (
+            d.get("lastTimestamp")
+            or d.get("firstTimestamp")
+            or d["metadata"].get("creationTimestamp")
+        )
+        count = d.get("count") or 1
+        when = age(last, now)
+        if isinstance(count, int) and count > 1:
+            when = f"{when} (x{count} over {age(d.get('firstTimestamp') or last, now)})"
+        source = str(d.get("reportingController") or "")
+        if d.get("reportingInstance"):
+            source = (
+                f"{source}, {d['reportingInstance']}" if source else str(d["reportingInstance"])
+            )
+        rows.append(
+            [
+                f"  {d.get('type') or ''}",
+                str(d.get("reason") or ""),
+                when,
+                source,
+                _scalar(str(d.get("message") or "").strip()),
+            ]
+        )
+    return ["Events:", *format_rows(rows, gap="  ")]
+
+
+Describer = Callable[[Kind[Any], Any, datetime], list[str]]
+"""A kind's own describe body (everything above Events), registered in DESCRIBERS."""
+
+DESCRIBERS: dict[str, Describer] = {}
+"""By `Kind.kind`; a kind without an entry gets `describe_generic`."""
+
+
+def describe(kind: Kind[Any], obj: Resource, events: Sequence[Resource], now: datetime) -> str:
+    describer: Describer = DESCRIBERS.get(kind.kind, describe_generic)
+    body = describer(kind, obj, now)
+    return "\n".join([*body, *event_lines(events, now)])
