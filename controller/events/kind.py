@@ -3,20 +3,9 @@ indexes (the field selectors `labctl get ev --field-selector involvedObject.name
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from controller.events.model import API_VERSION, KIND, Event
-from controller.resources import Kind, PrinterColumn, parse_timestamp
-
-
-def age(timestamp: str, now: datetime | None = None) -> str:
-    """How long ago, kubectl-style: `45s`, `12m`, `3h`, `2d`."""
-    moment = now or datetime.now(UTC)
-    seconds = int((moment - parse_timestamp(timestamp)).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 0)}s"
+from controller.resources import Kind, PrinterColumn
+from controller.resources.age import age
 
 
 def involved(event: Event) -> str:

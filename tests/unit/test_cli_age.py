@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.cli_render import age, human_duration
 from controller.resources import format_timestamp
+from controller.resources.age import age, human_duration
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

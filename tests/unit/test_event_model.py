@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from controller.app import kind_registry
 from controller.events import KINDS
-from controller.events.kind import EVENT, age
+from controller.events.kind import EVENT
 from controller.events.metrics import (
     NOOP_EVENT_METRICS,
     EventMetrics,
@@ -20,6 +20,7 @@ from controller.events.metrics import (
 from controller.events.model import MAX_MESSAGE_LENGTH, Event
 from controller.events.recorder import shorten_message
 from controller.resources import ObjectKey
+from controller.resources.age import age
 
 
 def document(**overrides: Any) -> dict[str, Any]:
@@ -94,10 +95,10 @@ def test_invalid_events_are_refused(overrides: dict[str, Any]) -> None:
 
 
 def test_printer_columns_like_kubectl() -> None:
-    event = Event.from_dict(document(lastTimestamp=_ago(seconds=130)))
+    event = Event.from_dict(document(lastTimestamp=_ago(seconds=630)))  # "10m" for a minute
     cells = {c.name: c.value(event) for c in EVENT.columns}
     assert cells == {
-        "LAST SEEN": "2m",
+        "LAST SEEN": "10m",
         "TYPE": "Normal",
         "REASON": "Provisioning",
         "OBJECT": "labworker/w1",
@@ -124,9 +125,17 @@ def test_field_indexes() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "shown"),
-    [(-3, "0s"), (0, "0s"), (59, "59s"), (60, "1m"), (3599, "59m"), (7200, "2h"), (90000, "1d")],
+    [
+        (-1, "0s"),
+        (0, "0s"),
+        (59, "59s"),
+        (60, "60s"),
+        (3599, "59m"),
+        (7200, "120m"),
+        (90000, "25h"),
+    ],
 )
-def test_age(seconds: int, shown: str) -> None:
+def test_last_seen_is_kubectls_age(seconds: int, shown: str) -> None:
     now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
     stamp = datetime.fromtimestamp(now.timestamp() - seconds, UTC)
     assert age(stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"), now) == shown
