@@ -269,7 +269,8 @@ class Repository(Generic[T]):
     # -- writes ------------------------------------------------------------------------------
 
     def create(self, obj: T, *, lease: int = 0, fenced: bool = False) -> T:
-        """Store a new object: uid, creationTimestamp and generation 1 are set here.
+        """Store a new object: uid (always fresh), creationTimestamp and generation 1 are set
+        here.
 
         Raises AlreadyExists if the name is taken, WriteRefused if the object breaks a limit,
         AdmissionRefused if a quota forbids it. Any status on the input is dropped. `lease`
@@ -278,7 +279,10 @@ class Repository(Generic[T]):
         """
         meta = obj.metadata.model_copy(
             update={
-                "uid": obj.metadata.uid or str(uuid.uuid4()),
+                # Always a new uid, as the API server does: a manifest saved with `get -o
+                # yaml` and applied again after a delete is a new object, and a uid is every
+                # provider's idempotency token (EC2 would hand back the terminated instance).
+                "uid": str(uuid.uuid4()),
                 "creation_timestamp": now_rfc3339(),
                 "generation": 1,
                 "resource_version": None,
@@ -323,11 +327,17 @@ class Repository(Generic[T]):
         Returns the stored object and what happened: created, configured or unchanged. A
         manifest carrying `metadata.resourceVersion` is a precondition: a newer stored object
         raises Conflict instead of being overwritten."""
-        try:
-            return self.create(obj), "created"
-        except AlreadyExists:
-            pass
         wanted = obj.metadata.resource_version
+        if wanted is None:
+            try:
+                return self.create(obj), "created"
+            except AlreadyExists:
+                pass
+        elif self.get(obj.metadata.namespace, obj.metadata.name) is None:
+            # The manifest names a version of an object that no longer exists: recreating it
+            # silently would undo a delete someone made after the manifest was read.
+            key = ObjectKey(obj.metadata.namespace, obj.metadata.name)
+            raise Conflict(self.etcd_key(key), wanted, None)
 
         def replace(current: T) -> T:
             if wanted is not None and current.metadata.resource_version != wanted:

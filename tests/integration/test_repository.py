@@ -39,6 +39,18 @@ def test_create_sets_identity_and_generation(repo: LabWorkerRepository) -> None:
     assert got == w
 
 
+def test_a_reapplied_saved_manifest_is_a_new_object_with_a_new_uid(
+    repo: LabWorkerRepository,
+) -> None:
+    """`get -o yaml > f; delete; apply -f f` must not resurrect the uid: it is the provider's
+    idempotency token, and EC2 would hand the terminated instance back."""
+    first = repo.create(manifest("saved"))
+    saved = first.model_copy(deep=True)
+    assert repo.delete("default", "saved")
+    again = repo.create(saved)
+    assert again.metadata.uid and again.metadata.uid != first.metadata.uid
+
+
 def test_update_spec_bumps_generation_only_when_spec_changes(repo: LabWorkerRepository) -> None:
     repo.create(manifest("g"))
 
@@ -170,6 +182,10 @@ def test_apply_with_a_stale_resource_version_is_a_conflict(repo: LabWorkerReposi
         repo.apply(stale)
     got = repo.get("default", "pinned")
     assert got is not None and got.spec.lab_track == "ccnp"
+    assert repo.delete("default", "pinned")
+    with pytest.raises(Conflict):  # the version it names is gone: no silent re-create
+        repo.apply(stale)
+    assert repo.get("default", "pinned") is None
 
 
 def test_invalid_stored_objects_are_skipped_by_list(
