@@ -217,7 +217,9 @@ class LabWorkerReconciler:
         else:
             log.debug("LabWorker %s: status updated: %s%s", key, decision.summary, retried)
 
-    def _record_written(self, worker: LabWorker, previous: Phase | None, decision: Decision) -> None:
+    def _record_written(
+        self, worker: LabWorker, previous: Phase | None, decision: Decision
+    ) -> None:
         """One Event per phase change, named after the phase entered (kubectl describe shows
         the worker's story); a failure is a Warning."""
         if decision.phase is None or decision.phase == previous:
