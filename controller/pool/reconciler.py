@@ -32,7 +32,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from controller.labworker.kind import LABWORKER
 from controller.labworker.model import LabWorker
@@ -423,17 +423,8 @@ class PoolReconciler:
             except WriteRefused as exc:
                 self._refused(key, pool, memory, CreateFailure(CREATE_FAILED, str(exc)))
                 raise _Stop() from exc
-            except Unavailable as exc:
-                if exc.maybe_applied:
-                    self._unknown_outcome(key, memory, f"creating {name}", exc)
-                    raise _Stop() from exc
-                raise ReconcileError(
-                    f"LabWorkerPool {key}: creating {name} failed ({exc})"
-                ) from exc
-            except (TooManyConflicts, StorageError) as exc:
-                raise ReconcileError(
-                    f"LabWorkerPool {key}: creating {name} failed ({exc})"
-                ) from exc
+            except StorageError as exc:
+                self._write_failed(key, memory, f"creating {name}", exc)
             self._remember(memory, created)
             return name
         raise ReconcileError(
@@ -450,17 +441,8 @@ class PoolReconciler:
             result = self.worker_repo.update_spec(key.namespace, view.name, retire, fenced=True)
         except NotFound:
             return False
-        except Unavailable as exc:
-            if exc.maybe_applied:
-                self._unknown_outcome(key, memory, f"draining {view.name}", exc)
-                raise _Stop() from exc
-            raise ReconcileError(
-                f"LabWorkerPool {key}: draining {view.name} failed ({exc})"
-            ) from exc
-        except (TooManyConflicts, StorageError) as exc:
-            raise ReconcileError(
-                f"LabWorkerPool {key}: draining {view.name} failed ({exc})"
-            ) from exc
+        except StorageError as exc:
+            self._write_failed(key, memory, f"draining {view.name}", exc)
         if result.object is not None:
             self._remember(memory, result.object)
         return result.written
@@ -475,22 +457,24 @@ class PoolReconciler:
             return False
         except InvalidObject as exc:
             raise TerminalError(f"LabWorkerPool {key}: {exc}") from exc
-        except Unavailable as exc:
-            if exc.maybe_applied:
-                self._unknown_outcome(key, memory, f"deleting {view.name}", exc)
-                raise _Stop() from exc
-            raise ReconcileError(
-                f"LabWorkerPool {key}: deleting {view.name} failed ({exc})"
-            ) from exc
-        except (TooManyConflicts, StorageError) as exc:
-            raise ReconcileError(
-                f"LabWorkerPool {key}: deleting {view.name} failed ({exc})"
-            ) from exc
+        except StorageError as exc:
+            self._write_failed(key, memory, f"deleting {view.name}", exc)
         if result.deleted:
             memory.gone.add(view.uid)
         elif result.object is not None:
             self._remember(memory, result.object)
         return result.written
+
+    def _write_failed(
+        self, key: ObjectKey, memory: _Memory, what: str, exc: StorageError
+    ) -> NoReturn:
+        """A worker write failed. Its outcome unknown: stop writing and recount from etcd
+        after a backoff (_Stop). Otherwise it surely did not happen: retry the pool with
+        the queue's backoff (ReconcileError)."""
+        if isinstance(exc, Unavailable) and exc.maybe_applied:
+            self._unknown_outcome(key, memory, what, exc)
+            raise _Stop() from exc
+        raise ReconcileError(f"LabWorkerPool {key}: {what} failed ({exc})") from exc
 
     def _remember(self, memory: _Memory, worker: LabWorker) -> None:
         memory.expect_revision = max(memory.expect_revision, worker.metadata.resource_version or 0)
