@@ -34,8 +34,8 @@ def _sample_documents() -> list[Document]:
     docs = []
     for path in sorted(SAMPLES_DIR.glob("*.yaml")):
         for raw in yaml.safe_load_all(path.read_text()):
-            if not raw:
-                continue
+            if not raw or raw.get("kind", "LabWorker") != "LabWorker":
+                continue  # pools and quotas live beside the worker samples
             raw.setdefault("spec", {})["desiredPhase"] = "Ready"  # the bench waits for Ready
             worker = LabWorker.model_validate(raw)
             meta = worker.metadata.model_copy(
