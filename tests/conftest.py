@@ -42,6 +42,28 @@ def shared_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdProces
         proc.stop()
 
 
+@pytest.fixture
+def app(etcd: EtcdProcess) -> Iterator[Any]:
+    """The controller `labctl run` builds (every kind, sim provider without delay), wired to
+    this test's etcd but not running: the test adds to its Manager and runs it."""
+    from controller import config
+    from controller.app import build_app
+
+    settings = config.load(
+        None,
+        environ={
+            "ETCD_ENDPOINTS": etcd.endpoint,
+            "LAB_SIM_DELAY": "0",
+            "METRICS_PORT": "0",
+            "HEALTH_PORT": "0",
+        },
+    )
+    built = build_app(settings)
+    yield built
+    built.manager.stop()
+    built.client.close()
+
+
 @pytest.fixture(scope="module")
 def ec2_server() -> Iterator[Any]:
     """moto's EC2 in server mode on a free loopback port (tests/ec2server.py), per module."""

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from controller.app import repositories
 from controller.labworker.kind import LABWORKER
 from controller.labworker.model import FINALIZER, LabWorker
 from controller.quota.check import LabQuotaExceeded, UsageRecordUnreadable
@@ -23,27 +21,10 @@ from controller.quota.model import LabQuota
 from controller.quota.usage import usage_key
 from controller.resources import ObjectKey
 from controller.runtime.repository import AdmissionRefused, Repository, RepositorySet
-from controller.storage import Compare, EtcdClient, Op, connect
+from controller.storage import Compare, EtcdClient, Op
 from tests.etcdproc import EtcdProcess
 
 NS = "team-a"
-
-
-@pytest.fixture
-def client(shared_etcd: EtcdProcess) -> Iterator[EtcdClient]:
-    c = connect(shared_etcd.endpoint)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def root() -> str:
-    return f"/quota-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def repos(client: EtcdClient, root: str) -> RepositorySet:
-    return repositories(client, root)
 
 
 def worker(

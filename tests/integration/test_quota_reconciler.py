@@ -11,13 +11,11 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
-from controller import config
-from controller.app import App, build_app, repositories
+from controller.app import App, repositories
 from controller.labworker.kind import LABWORKER
 from controller.labworker.model import LabWorker
 from controller.quota.kind import LABQUOTA
@@ -44,23 +42,6 @@ class RecordedEvents:
 
     def event(self, obj: Resource, type: EventType, reason: str, message: str) -> None:
         self.events.append((obj.metadata.name, type, reason, message))
-
-
-@pytest.fixture
-def client(shared_etcd: EtcdProcess) -> Iterator[EtcdClient]:
-    c = connect(shared_etcd.endpoint)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def root() -> str:
-    return f"/quota-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def repos(client: EtcdClient, root: str) -> RepositorySet:
-    return repositories(client, root)
 
 
 @pytest.fixture
@@ -288,24 +269,6 @@ def test_an_empty_namespace_writes_no_record_and_a_gone_quota_is_done(
 
 
 # -- the controller in the app `labctl run` builds ---------------------------------------------
-
-
-@pytest.fixture
-def app(etcd: EtcdProcess) -> Iterator[App]:
-    settings = config.load(
-        None,
-        environ={
-            "ETCD_ENDPOINTS": etcd.endpoint,
-            "ETCD_PREFIX": "/quota-app",
-            "LAB_SIM_DELAY": "0",
-            "METRICS_PORT": "0",
-            "HEALTH_PORT": "0",
-        },
-    )
-    app = build_app(settings)
-    yield app
-    app.manager.stop()
-    app.client.close()
 
 
 def test_the_quota_controller_follows_workers_and_heals_drift(etcd: EtcdProcess, app: App) -> None:

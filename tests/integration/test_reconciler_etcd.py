@@ -149,7 +149,9 @@ def test_a_converged_worker_is_checked_without_a_write(
     revision = etcd.revision()
 
     for _ in range(3):
-        assert reconciler.reconcile(ObjectKey.parse(key)) == Result.after(reconciler.intervals.health_check)
+        assert reconciler.reconcile(ObjectKey.parse(key)) == Result.after(
+            reconciler.intervals.health_check
+        )
 
     assert get(repository, key).metadata.resource_version == worker.metadata.resource_version
     assert etcd.revision() == revision, "a converged reconcile must send no transaction"
@@ -308,9 +310,7 @@ def test_transient_provider_errors_are_retried_without_writing(
     repository: LabWorkerRepository, etcd: EtcdProcess
 ) -> None:
     key = create(repository, "unlucky")
-    flaky = SimProvider(
-        repository.client, "/reconciler-test", step_delay=0.0, failure_rate=1.0
-    )
+    flaky = SimProvider(repository.client, "/reconciler-test", step_delay=0.0, failure_rate=1.0)
     reconciler = LabWorkerReconciler(repository, flaky)
     reconciler.reconcile(ObjectKey.parse(key))  # -> Pending: no provider call yet
     reconciler.reconcile(ObjectKey.parse(key))  # -> Provisioning
@@ -349,7 +349,9 @@ def test_a_stale_cached_copy_costs_a_conflict_not_a_wrong_write(
 ) -> None:
     key = create(repository, "cached")
     stale = get(repository, key)  # what a lagging informer still holds: no status at all
-    LabWorkerReconciler(repository, sim).reconcile(ObjectKey.parse(key))  # someone else moved it to Pending
+    LabWorkerReconciler(repository, sim).reconcile(
+        ObjectKey.parse(key)
+    )  # someone else moved it to Pending
     assert get(repository, key).status.phase is Phase.PENDING
     revision = etcd.revision()
 

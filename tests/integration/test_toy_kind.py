@@ -9,20 +9,17 @@ working next to it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Literal
 
-import pytest
 from pydantic import Field
 
-from controller import config
-from controller.app import App, build_app
+from controller.app import App
 from controller.labworker.kind import LABWORKER
 from controller.labworker.model import LabWorker
 from controller.resources import Kind, ObjectKey, PrinterColumn, Resource
 from controller.resources.meta import CamelModel, ObjectMeta
 from controller.runtime.result import Result
-from tests.etcdproc import EtcdProcess, wait_until
+from tests.etcdproc import wait_until
 
 
 class WidgetSpec(CamelModel):
@@ -64,24 +61,6 @@ WIDGET: Kind[Widget] = Kind(
 PART: Kind[Part] = Kind(
     api_version="toys.example.com/v1", kind="Part", plural="parts", segment="parts", model=Part
 )
-
-
-@pytest.fixture
-def app(etcd: EtcdProcess) -> Iterator[App]:
-    settings = config.load(
-        None,
-        environ={
-            "ETCD_ENDPOINTS": etcd.endpoint,
-            "ETCD_PREFIX": "/toy",
-            "LAB_SIM_DELAY": "0",
-            "METRICS_PORT": "0",
-            "HEALTH_PORT": "0",
-        },
-    )
-    app = build_app(settings)
-    yield app
-    app.manager.stop()
-    app.client.close()
 
 
 def test_a_kind_from_a_test_module_runs_beside_labworkers(app: App) -> None:
@@ -130,7 +109,9 @@ def test_a_kind_from_a_test_module_runs_beside_labworkers(app: App) -> None:
     assert manager.started.wait(30)
     widgets.create(Widget.model_validate({"metadata": {"name": "w1"}, "spec": {"size": 3}}))
     labworkers = manager.repository(LABWORKER)
-    labworkers.create(LabWorker.model_validate({"metadata": {"name": "lw1"}, "spec": {"labTrack": "t"}}))
+    labworkers.create(
+        LabWorker.model_validate({"metadata": {"name": "lw1"}, "spec": {"labTrack": "t"}})
+    )
 
     def converged() -> bool:
         w = widgets.get("default", "w1")
@@ -138,9 +119,11 @@ def test_a_kind_from_a_test_module_runs_beside_labworkers(app: App) -> None:
 
     wait_until(converged, timeout=30, what="the widget controller to observe its part")
     wait_until(
-        lambda: (lw := labworkers.get("default", "lw1")) is not None
-        and lw.status.phase is not None
-        and lw.status.phase.value == "Ready",
+        lambda: (
+            (lw := labworkers.get("default", "lw1")) is not None
+            and lw.status.phase is not None
+            and lw.status.phase.value == "Ready"
+        ),
         timeout=60,
         what="the LabWorker beside it to become Ready",
     )
