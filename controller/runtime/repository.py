@@ -650,8 +650,6 @@ class RepositorySet:
         return existing
 
     def admit(self, kind: Kind[T], plugin: Admission[T]) -> None:
-        """Run `plugin` inside every create, spec update and delete of `kind`."""
+        """Run `plugin` inside every create, spec update and delete of `kind` (the kind's
+        repository holds this very list, so one built earlier gets the plug-in too)."""
         self._admission.setdefault(kind.kind, []).append(plugin)
-        repository = self._repositories.get(kind.kind)
-        if repository is not None and plugin not in repository.admission:
-            repository.admission.append(plugin)
