@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from controller.resources import Kind, ObjectKey, Resource
+from controller.resources import Kind, Resource
 from controller.resources.limits import InvalidStoredValue, decode_stored
 from controller.runtime.informer import Decoder, InvalidObjectError
 from controller.storage import KeyValue
@@ -50,9 +50,6 @@ class Record(Generic[T]):
         obj = self.kind.model.model_validate_json(self.raw)
         obj.metadata.resource_version = self.revision
         return obj
-
-    def field(self, name: str) -> str:
-        return self.fields[list(self.kind.field_indexes).index(name)]
 
 
 def record_decoder(kind: Kind[T]) -> Decoder[Record[T]]:
@@ -106,8 +103,3 @@ def _field_indexer(position: int) -> Callable[[Record[Any]], list[str]]:
         return [value] if value else []
 
     return values
-
-
-def key_of(record_key: str) -> ObjectKey:
-    """The ObjectKey of an informer cache key (`ns/name` below the kind's prefix)."""
-    return ObjectKey.parse(record_key)
