@@ -179,6 +179,49 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEADER_ELECTION_TTL", 15, "leader lease TTL, seconds (failover time)", _positive_int),
     Setting("LEADER_ELECTION_ID", None, "this replica's identity (default hostname-pid)"),
     Setting(
+        "SHARDING",
+        False,
+        "run as one of several ACTIVE replicas: the key space is cut into SHARD_COUNT shards "
+        "spread over live replicas; each replica reconciles only the shards it holds a lease "
+        "on, and its writes and provider calls are fenced per shard (singletons such as "
+        "compaction still use leader election)",
+        _bool,
+    ),
+    Setting(
+        "SHARD_COUNT",
+        256,
+        "virtual shards of the key space (every replica must use the same number)",
+        _positive_int,
+    ),
+    Setting(
+        "SHARD_LEASE_TTL",
+        15,
+        "TTL of a replica's membership and shard leases, seconds (a dead replica's shards "
+        "move within it)",
+        _positive_int,
+    ),
+    Setting(
+        "PRIORITY_QUEUE",
+        True,
+        "reconcile changes written by users (new objects, spec edits, deletions) before the "
+        "background work of initial lists, relists and resyncs",
+        _bool,
+    ),
+    Setting(
+        "PRIORITY_AGING",
+        5.0,
+        "background work waiting longer than this is served alongside user changes (no "
+        "starvation), seconds",
+        _positive_float,
+    ),
+    Setting(
+        "HISTORY_RETENTION",
+        86400.0,
+        "the leader compacts etcd to keep this much object history (labctl history), seconds; "
+        "0 = never (use when etcd runs --auto-compaction-retention or is shared)",
+        _non_negative_float,
+    ),
+    Setting(
         "EVENT_TTL",
         3600,
         "how long an Event is kept after its last occurrence, seconds (etcd expires it with "
@@ -221,6 +264,12 @@ class Settings:
     leader_elect: bool
     leader_election_ttl: int
     leader_election_id: str | None
+    sharding: bool
+    shard_count: int
+    shard_lease_ttl: int
+    priority_queue: bool
+    priority_aging: float
+    history_retention: float
     event_ttl: int
     shutdown_grace: float
     provider_settings: Mapping[str, str] = field(default_factory=dict)
