@@ -109,7 +109,7 @@ class _Session:
 def _session(args: argparse.Namespace) -> _Session:
     settings = config.load(args)
     client = config.etcd_client(settings)
-    root = settings.etcd_prefix
+    root = settings.etcd.prefix
     return _Session(client, root, app_repositories(client, root))
 
 
