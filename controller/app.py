@@ -29,6 +29,7 @@ from controller.observability import (
 from controller.observability.server import HttpServer, start_observability_servers
 from controller.observability.tracing import configure_tracing, shutdown_tracing
 from controller.resources import KindRegistry
+from controller.runtime.compaction import CompactionMetrics, HistoryCompactor
 from controller.runtime.controller import Controller
 from controller.runtime.leader import LeaderElector, default_identity
 from controller.runtime.manager import Manager, ManagerOptions
@@ -149,6 +150,15 @@ def build_app(settings: Settings) -> App:
     register_admission(manager.repositories)
     for package in KIND_PACKAGES:
         package.setup(manager, settings)
+    if settings.history.retention > 0:
+        manager.add(
+            HistoryCompactor(
+                client,
+                retention=settings.history.retention,
+                probe_key=settings.etcd.prefix,
+                metrics=CompactionMetrics(registry),
+            )
+        )
     return App(settings, client, manager, registry, health, metrics)
 
 
