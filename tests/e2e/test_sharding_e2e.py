@@ -79,9 +79,12 @@ def overlapping_reconciles(path: Path) -> list[tuple[str, dict[str, Any], dict[s
         entries.sort(key=lambda e: e["start"])
         latest_end: dict[str, Any] | None = None
         for entry in entries:
-            if latest_end is not None and entry["start"] < latest_end["end"]:
-                if entry["replica"] != latest_end["replica"]:
-                    found.append((key, latest_end, entry))
+            if (
+                latest_end is not None
+                and entry["start"] < latest_end["end"]
+                and entry["replica"] != latest_end["replica"]
+            ):
+                found.append((key, latest_end, entry))
             if latest_end is None or entry["end"] > latest_end["end"]:
                 latest_end = entry
     return found
