@@ -136,6 +136,8 @@ def build_app(settings: Settings) -> App:
             resync_period=settings.resync_period,
             watch_idle_timeout=settings.watch_idle_timeout,
             controller_workers=settings.controller_workers,
+            priority_queue=settings.priority_queue,
+            priority_aging=settings.priority_aging,
             informer_metrics=metrics,
             reconcile_metrics=metrics,
             workqueue_metrics=WorkqueueMetrics(registry),

@@ -45,6 +45,11 @@ class Record(Generic[T]):
     controller: OwnerRef | None
     fields: tuple[str, ...]
     """Values of `kind.field_indexes`, in its order."""
+    generation: int
+    """Bumped by user writes of spec only: with `deleting`, tells a user's change from the
+    controller's status write (work queue priority, docs/architecture.md)."""
+    deleting: bool
+    """deletionTimestamp is set."""
 
     def decode(self) -> T:
         obj = self.kind.model.model_validate_json(self.raw)
@@ -77,6 +82,8 @@ def record_decoder(kind: Kind[T]) -> Decoder[Record[T]]:
             owner_uids=tuple(r.uid for r in meta.owner_references or ()),
             controller=OwnerRef(intern(ref.kind), ref.name, ref.uid) if ref else None,
             fields=tuple(intern(get(obj)) for get in getters),
+            generation=meta.generation,
+            deleting=meta.deletion_timestamp is not None,
         )
 
     return decode
