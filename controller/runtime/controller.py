@@ -106,16 +106,19 @@ def own_key(event: InformerEvent[Any]) -> Iterable[ObjectKey]:
     return (ObjectKey.parse(event.key),)
 
 
-def event_priority(event: InformerEvent[Any]) -> Priority:
+def event_priority(event: InformerEvent[Any]) -> Priority | None:
     """HIGH for what a user wrote, LOW for work that can wait (docs/architecture.md, Work
-    queue): the initial list and resyncs hand over every object again, and a MODIFIED that
-    changed neither generation (spec), deletion nor labels is the controller's own status
-    write echoing back. New and deleted objects are always a user's doing."""
+    queue): the initial list and resyncs hand over every object again. New and deleted
+    objects are a user's doing; so is a MODIFIED that changed the generation (spec), the
+    deletion or labels. Any other MODIFIED is the controller's own write (status,
+    finalizers, owners) coming back: None, it continues the work that wrote it at that
+    work's priority — a user's new worker stays HIGH through every step it takes, and the
+    background sweep's writes stay LOW."""
     if event.background:
         return Priority.LOW
     if event.kind is not EventKind.MODIFIED:
         return Priority.HIGH
-    return Priority.HIGH if user_changed(event.previous, event.obj) else Priority.LOW
+    return Priority.HIGH if user_changed(event.previous, event.obj) else None
 
 
 def user_changed(previous: Any, current: Any) -> bool:
@@ -181,11 +184,15 @@ class Controller:
     def enqueue(self, key: ObjectKey, priority: Priority = Priority.HIGH) -> None:
         self._add(key, priority)
 
-    def _add(self, key: ObjectKey, priority: Priority) -> None:
-        if isinstance(self.queue, PriorityQueue):
-            self.queue.add(key, priority)
+    def _add(self, key: ObjectKey, priority: Priority | None) -> None:
+        """`priority` None: as the key was last handed out (see `event_priority`)."""
+        queue = self.queue
+        if not isinstance(queue, PriorityQueue):
+            queue.add(key)
+        elif priority is None:
+            queue.add_as_before(key)
         else:
-            self.queue.add(key)
+            queue.add(key, priority)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -69,9 +69,9 @@ def test_initial_list_and_resync_are_background(kind: EventKind) -> None:
     assert event_priority(event) is Priority.LOW
 
 
-def test_a_status_write_is_background() -> None:
+def test_a_status_write_continues_at_the_priority_of_the_work_that_wrote_it() -> None:
     """The controller's own write echoing back: same generation, labels, no deletion."""
-    assert event_priority(modified(record(2), record(3, phase="Ready"))) is Priority.LOW
+    assert event_priority(modified(record(2), record(3, phase="Ready"))) is None
 
 
 @pytest.mark.parametrize(

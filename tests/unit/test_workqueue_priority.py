@@ -14,6 +14,7 @@ from controller.runtime.workqueue import (
     PriorityQueue,
     ShutDown,
 )
+from controller.runtime.workqueue.priority import FOLLOW_UP_WINDOW_SECONDS
 
 HIGH, LOW = Priority.HIGH, Priority.LOW
 AGING = 5.0
@@ -132,15 +133,66 @@ def test_item_upgraded_while_processing_is_queued_high_when_done(
     assert drain(queue) == ["a", "l"]
 
 
-def test_done_without_readd_does_not_requeue_and_forgets_the_item(
-    queue: PriorityQueue[str],
+def test_finished_items_are_forgotten_once_the_follow_up_window_has_passed(
+    queue: PriorityQueue[str], clock: FakeClock
 ) -> None:
     for i in range(100):
         queue.add(f"k{i}", LOW if i % 2 else HIGH)
     drain(queue)
-
     assert queue.len() == 0
-    assert queue._priority == {}  # no memory kept per finished key (100k keys in a fleet)
+    assert queue._priority == {}  # LOW ones at once: no memory per converged key
+
+    clock.step(FOLLOW_UP_WINDOW_SECONDS + 1)
+    queue.add("later", HIGH)
+    drain(queue)
+    assert list(queue._recent_high) == ["later"]  # HIGH ones when the window has passed
+
+
+# -- follow-ups: add_as_before -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("priority", [HIGH, LOW])
+def test_a_follow_up_after_done_gets_the_priority_of_the_last_hand_out(
+    queue: PriorityQueue[str], priority: Priority
+) -> None:
+    """The watch event of the controller's own status write, arriving after the reconcile."""
+    queue.add("a", priority)
+    queue.done(queue.get(timeout=0))
+    queue.add_as_before("a")
+
+    assert queue.len_of(priority) == 1
+
+
+def test_a_follow_up_during_processing_is_queued_at_the_current_priority_when_done(
+    queue: PriorityQueue[str],
+) -> None:
+    queue.add("bg", LOW)
+    queue.add("user", HIGH)
+    user = queue.get(timeout=0)
+    queue.add_as_before("user")  # the write's event came back before the reconcile returned
+    queue.done(user)
+
+    assert drain(queue) == ["user", "bg"]
+
+
+def test_a_follow_up_of_an_unknown_or_long_finished_item_is_low(
+    queue: PriorityQueue[str], clock: FakeClock
+) -> None:
+    queue.add("old", HIGH)
+    queue.done(queue.get(timeout=0))
+    clock.step(FOLLOW_UP_WINDOW_SECONDS + 1)
+    queue.add_as_before("old")
+    queue.add_as_before("never-seen")
+
+    assert (queue.len_of(HIGH), queue.len_of(LOW)) == (0, 2)
+
+
+def test_a_follow_up_does_not_lower_a_queued_item(queue: PriorityQueue[str]) -> None:
+    queue.add("l", LOW)
+    queue.add("a", HIGH)
+    queue.add_as_before("a")
+
+    assert drain(queue) == ["a", "l"]
 
 
 # -- aging ---------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ Everything else is the base queue's: an item is queued once however often it is 
 processing is queued again when done, and shutdown hands out nothing more. A delayed or
 rate-limited re-add keeps the priority the item was last added with, so the retries and
 polls of a user's change stay ahead of the background backlog, and those of background
-work stay behind it.
+work stay behind it. For the same reason :meth:`PriorityQueue.add_as_before` re-adds an
+item at the priority it was last handed out at: a reconciler that writes status and waits
+for that write's watch event to bring the key back (instead of a timer racing it) must not
+see its user's change fall behind 100k background keys at every step.
 
 **Aging, without giving the head start away.** Strict priority would starve ``LOW`` work
 while users keep writing. The obvious cure — promote a ``LOW`` item that waited longer than
@@ -44,6 +47,10 @@ from controller.runtime.workqueue.rate_limiting_queue import RateLimitingQueue
 T = TypeVar("T", bound=Hashable)
 
 DEFAULT_AGING_SECONDS = 5.0
+FOLLOW_UP_WINDOW_SECONDS = 60.0
+"""How long after an item was last handed out at HIGH ``add_as_before`` still says HIGH:
+far longer than a write takes to come back on the watch, short enough that the memory is
+bounded by the HIGH work of one minute (a deleted key is never handed out again)."""
 
 
 class Priority(IntEnum):
@@ -86,6 +93,8 @@ class PriorityQueue(RateLimitingQueue[T]):
         self._low: OrderedDict[T, float] = OrderedDict()
         """Queued LOW items → when each was queued (the head is the oldest: aging)."""
         self._low_turn = True
+        self._recent_high: OrderedDict[T, float] = OrderedDict()
+        """Items no longer known above, last handed out at HIGH → when they finished."""
         super().__init__(rate_limiter, name=name, metrics=metrics, clock=clock)
 
     def add(self, item: T, priority: Priority = Priority.HIGH) -> None:
@@ -95,6 +104,21 @@ class PriorityQueue(RateLimitingQueue[T]):
                 return
             self._promote_ready_locked()
             self._add_with_priority_locked(item, priority)
+
+    def add_as_before(self, item: T) -> None:
+        """Add ``item`` at the priority it was last handed out at: HIGH if that was HIGH
+        within :data:`FOLLOW_UP_WINDOW_SECONDS` (or it is still queued, processing or
+        waiting at HIGH), LOW otherwise. For follow-ups of work already handed out, such as
+        the watch event of the controller's own status write."""
+        with self._lock:
+            if self._shutting_down:
+                return
+            self._promote_ready_locked()
+            self._forget_old_hand_outs_locked()
+            before = self._priority.get(item)
+            if before is None:
+                before = Priority.HIGH if item in self._recent_high else Priority.LOW
+            self._add_with_priority_locked(item, before)
 
     def len_of(self, priority: Priority) -> int:
         """Items of ``priority`` waiting to be handed out."""
@@ -129,6 +153,7 @@ class PriorityQueue(RateLimitingQueue[T]):
                     self._high[item] = None
             return
         self._priority[item] = priority
+        self._recent_high.pop(item, None)  # known again: _priority says it
         super()._add_locked(item)
 
     def _push_locked(self, item: T) -> None:
@@ -154,4 +179,12 @@ class PriorityQueue(RateLimitingQueue[T]):
 
     def _finished_locked(self, item: T) -> None:
         if item not in self._dirty and item not in self._waiting:
-            del self._priority[item]
+            if self._priority.pop(item) is Priority.HIGH:
+                self._recent_high[item] = self._clock.now()
+            self._forget_old_hand_outs_locked()
+
+    def _forget_old_hand_outs_locked(self) -> None:
+        horizon = self._clock.now() - FOLLOW_UP_WINDOW_SECONDS
+        recent = self._recent_high
+        while recent and next(iter(recent.values())) < horizon:
+            recent.popitem(last=False)
