@@ -358,7 +358,10 @@ class WorkqueueMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         _without_created_series()
         r = registry
-        self._depth = Gauge("workqueue_depth", "Current depth of workqueue", ["name"], registry=r)
+        # "priority" is "high"/"low" for a priority queue, empty (no label) for a FIFO one.
+        self._depth = Gauge(
+            "workqueue_depth", "Current depth of workqueue", ["name", "priority"], registry=r
+        )
         self._adds = Counter(
             "workqueue_adds_total",
             "Total number of adds handled by workqueue",
@@ -405,7 +408,10 @@ class WorkqueueMetrics:
     # the queue asks once per queue name and keeps the labelled child.
 
     def new_depth_metric(self, name: str, /) -> Gauge:
-        return self._depth.labels(name)
+        return self._depth.labels(name, "")
+
+    def new_depth_metric_with_priority(self, name: str, priority: str, /) -> Gauge:
+        return self._depth.labels(name, priority)
 
     def new_adds_metric(self, name: str, /) -> Counter:
         return self._adds.labels(name)

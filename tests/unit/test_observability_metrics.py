@@ -144,16 +144,16 @@ def test_gauges_move_both_ways(registry: CollectorRegistry) -> None:
     cm.active_workers_inc("c")
     cm.active_workers_inc("c")
     cm.active_workers_dec("c")
-    wq.new_depth_metric("q").inc()
-    wq.new_depth_metric("q").inc()
-    wq.new_depth_metric("q").dec()
+    wq.new_depth_metric_with_priority("q", "low").inc()
+    wq.new_depth_metric_with_priority("q", "low").inc()
+    wq.new_depth_metric_with_priority("q", "low").dec()
     cm.leader_status("lease", True)
     cm.leader_status("lease", False)
     cm.cache_size("lab-workers", 5)
     cm.cache_size("lab-workers", 3)
 
     assert value(registry, "controller_runtime_active_workers", controller="c") == 1
-    assert value(registry, "workqueue_depth", name="q") == 1
+    assert value(registry, "workqueue_depth", name="q", priority="low") == 1
     assert value(registry, "leader_election_master_status", name="lease") == 0
     assert value(registry, "informer_cache_objects", resource="lab-workers") == 3
 
