@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.cli_errors import CliError, UsageError
+from controller.cli.errors import CliError, UsageError
 from controller.resources import Kind, KindRegistry, Resource, UnknownKind
 from controller.resources.names import shorten
 
