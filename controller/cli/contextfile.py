@@ -70,7 +70,7 @@ class ContextFile:
         except KeyError:
             known = ", ".join(sorted(self.contexts)) or "none defined"
             raise CliError(
-                f"context {shorten(name)!r} not found in {self.path} (contexts: {known})"
+                f"context {shorten(name)} not found in {self.path} (contexts: {known})"
             ) from None
 
     def save(self) -> None:

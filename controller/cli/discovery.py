@@ -152,7 +152,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             where = ".".join([kind.singular, *walked]) or kind.singular
             known = ", ".join(sorted(properties)) or "none"
             raise CliError(
-                f"field {shorten(part)!r} does not exist in {where} (its fields: {known})"
+                f"field {shorten(part)} does not exist in {where} (its fields: {known})"
             )
         walked.append(part)
         node = properties[part]

@@ -68,7 +68,7 @@ def compile_path(text: str) -> Path:
         match = _STEP.match(body, pos)
         if match is None or match.group(0) == "..":
             raise UsageError(
-                f"JSONPath {shorten(text)!r}: cannot read {shorten(body[pos:])!r} "
+                f"JSONPath {shorten(text)}: cannot read {shorten(body[pos:])} "
                 "(supported: .field, [n], [*], .*, ['key'], range/end; not filters or '..')"
             )
         if match.group("field") is not None:
@@ -138,7 +138,7 @@ def _tokens(template: str) -> Iterator[str | tuple[str]]:
                 depth -= 1
             end += 1
         if depth:
-            raise UsageError(f"JSONPath template {shorten(template)!r}: unclosed '{{'")
+            raise UsageError(f"JSONPath template {shorten(template)}: unclosed '{{'")
         yield (template[start + 1 : end - 1].strip(),)
         pos = end
 
@@ -156,7 +156,7 @@ def compile_template(template: str) -> tuple[Any, ...]:
             stack.append([])
         elif block == "end":
             if not ranges:
-                raise UsageError(f"JSONPath template {shorten(template)!r}: {{end}} without range")
+                raise UsageError(f"JSONPath template {shorten(template)}: {{end}} without range")
             body = stack.pop()
             stack[-1].append(_Range(ranges.pop(), tuple(body)))
         elif block[:1] in ("'", '"'):
@@ -167,7 +167,7 @@ def compile_template(template: str) -> tuple[Any, ...]:
         else:
             stack[-1].append(_Value(compile_path(block)))
     if ranges:
-        raise UsageError(f"JSONPath template {shorten(template)!r}: range without {{end}}")
+        raise UsageError(f"JSONPath template {shorten(template)}: range without {{end}}")
     return tuple(stack[0])
 
 

@@ -168,7 +168,7 @@ def _parse_patch(text: str) -> Any:
     try:
         return yaml.safe_load(text)  # YAML is a superset of JSON
     except yaml.YAMLError:
-        raise UsageError(f"--patch {shorten(text)!r}: not valid JSON or YAML") from None
+        raise UsageError(f"--patch {shorten(text)}: not valid JSON or YAML") from None
 
 
 def _validated(kind: Kind[Any], current: Resource, doc: Any) -> Resource:

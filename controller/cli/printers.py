@@ -61,12 +61,12 @@ def parse_output(text: str | None) -> Output:
             header, colon, path = spec.partition(":")
             if not colon or not header or not path:
                 raise UsageError(
-                    f"-o custom-columns: {shorten(spec)!r} is not HEADER:PATH "
+                    f"-o custom-columns: {shorten(spec)} is not HEADER:PATH "
                     "(e.g. NAME:.metadata.name,PHASE:.status.phase)"
                 )
             columns.append((header, jsonpath.compile_path(path)))
         return Output("custom-columns", columns=tuple(columns))
-    raise UsageError(f"-o {shorten(text)}: unknown output format (one of {OUTPUTS})")
+    raise UsageError(f"{shorten(text)} is not an output format (one of {OUTPUTS})")
 
 
 def sort_objects(objects: Sequence[Resource], expression: str | None) -> list[Resource]:

@@ -62,7 +62,7 @@ def register(sub: Subparsers) -> None:
         help="e.g. status.phase=Ready,spec.labTrack!=ccna (fields: metadata.name, "
         "metadata.namespace and the kind's indexed fields)",
     )
-    get.add_argument("-o", "--output", help=f"output format: {OUTPUTS}")
+    get.add_argument("-o", "--output", type=_output, default=Output(), help=f"one of {OUTPUTS}")
     get.add_argument("--no-headers", action="store_true", help="tables without the header")
     get.add_argument("--show-labels", action="store_true", help="a LABELS column")
     get.add_argument("--sort-by", help="a JSONPath, e.g. .metadata.creationTimestamp")
@@ -79,6 +79,13 @@ def register(sub: Subparsers) -> None:
     )
     describe_.add_argument("resource", nargs="*", metavar="TYPE", help=TYPES_HELP)
     _listing_args(describe_)
+
+
+def _output(text: str) -> Output:
+    try:
+        return parse_output(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _listing_args(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +144,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     registry = kind_registry()
     targets = resolve(registry, args.resource)
     _no_selectors_with_names(targets, args)
-    output = parse_output(args.output)
+    output: Output = args.output
     if args.sort_by:
         jsonpath.compile_path(args.sort_by)  # a bad expression is a usage error up front
     requirements = parse_field_selector(args.field_selector) if args.field_selector else []
