@@ -151,9 +151,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if part not in properties:
             where = ".".join([kind.singular, *walked]) or kind.singular
             known = ", ".join(sorted(properties)) or "none"
-            raise CliError(
-                f"field {shorten(part)} does not exist in {where} (its fields: {known})"
-            )
+            raise CliError(f"field {shorten(part)} does not exist in {where} (its fields: {known})")
         walked.append(part)
         node = properties[part]
     resolved = _resolve(node, root)

@@ -105,14 +105,19 @@ def _run(args: argparse.Namespace) -> int:
     """The verb, inside a `labctl <verb>` span when it writes and tracing is configured."""
     if not args.writes or not _tracing_configured():
         return int(args.func(args))
+    from opentelemetry import trace
+
     from controller.observability.tracing import configure_tracing, get_tracer, shutdown_tracing
 
-    configure_tracing("labctl")
+    ours = isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    if ours:  # else a host process (a test, a script calling main) installed one already
+        configure_tracing("labctl")
     try:
         with get_tracer("controller.cli").start_as_current_span(f"labctl {args.verb}"):
             return int(args.func(args))
     finally:
-        shutdown_tracing()
+        if ours:
+            shutdown_tracing()
 
 
 def _tracing_configured() -> bool:
