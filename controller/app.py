@@ -9,7 +9,10 @@ Runtime). Order matters only in that a kind's setup may use what an earlier one 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -27,13 +30,16 @@ from controller.observability import (
     start_otlp_metrics_export,
 )
 from controller.observability.server import HttpServer, start_observability_servers
+from controller.observability.sharding_metrics import ShardingMetrics
 from controller.observability.tracing import configure_tracing, shutdown_tracing
-from controller.resources import KindRegistry
+from controller.resources import KindRegistry, ObjectKey
+from controller.runtime.compaction import CompactionMetrics, HistoryCompactor
 from controller.runtime.controller import Controller
 from controller.runtime.leader import LeaderElector, default_identity
 from controller.runtime.manager import Manager, ManagerOptions
 from controller.runtime.repository import RepositorySet
 from controller.runtime.runnable import RunnableFunc
+from controller.runtime.sharding import ShardCoordinator
 from controller.runtime.write_health import WriteHealth
 from controller.storage import EtcdClient, Heartbeat
 
@@ -93,7 +99,7 @@ def build_app(settings: Settings) -> App:
     registry = new_registry()
     metrics = ControllerMetrics(registry)
     health = HealthRegistry()
-    client = etcd_client(settings, pool_size=settings.controller_workers * 2 + 4)
+    client = etcd_client(settings, pool_size=settings.reconcile.workers * 2 + 4)
 
     def on_request(method: str, seconds: float, error: BaseException | None) -> None:
         metrics.etcd_request(
@@ -103,39 +109,50 @@ def build_app(settings: Settings) -> App:
     client.request_hooks.append(on_request)
     write_health = WriteHealth(
         client,
-        prefix=settings.etcd_prefix,
-        username=settings.etcd_username,
+        prefix=settings.etcd.prefix,
+        username=settings.etcd.username,
         metrics=metrics,
     )
     client.request_hooks.append(write_health.writes.record)
-    identity = settings.leader_election_id or default_identity()
+    identity = settings.leader.id or default_identity()
     elector = None
-    if settings.leader_elect:
+    if settings.leader.elect or settings.sharding.enabled:  # sharding: singletons need a leader
         elector = LeaderElector(
             client,
-            f"{settings.etcd_prefix.rstrip('/')}/leader/{LEADER_ELECTION_NAME}",
+            f"{settings.etcd.prefix.rstrip('/')}/leader/{LEADER_ELECTION_NAME}",
             identity=identity,
-            ttl=settings.leader_election_ttl,
+            ttl=settings.leader.ttl,
             metrics=metrics,
         )
     else:
         metrics.leader_status(LEADER_ELECTION_NAME, True)  # the only instance
+    sharder = None
+    if settings.sharding.enabled:
+        sharder = ShardCoordinator(
+            client,
+            settings.etcd.prefix,
+            identity,
+            count=settings.sharding.count,
+            ttl=settings.sharding.lease_ttl,
+            drain_timeout=settings.shutdown.grace,
+            metrics=ShardingMetrics(registry),
+        )
     heartbeat = None
-    if settings.watch_heartbeat_interval > 0:
+    if settings.watch.heartbeat_interval > 0:
         heartbeat = Heartbeat(
             client,
-            f"{settings.etcd_prefix.rstrip('/')}/heartbeats/{identity}",
-            interval=settings.watch_heartbeat_interval,
+            f"{settings.etcd.prefix.rstrip('/')}/heartbeats/{identity}",
+            interval=settings.watch.heartbeat_interval,
         )
     manager = Manager(
         client,
         ManagerOptions(
-            root=settings.etcd_prefix,
-            shutdown_grace=settings.shutdown_grace,
-            watch_dead_after=settings.watch_dead_after,
-            resync_period=settings.resync_period,
-            watch_idle_timeout=settings.watch_idle_timeout,
-            controller_workers=settings.controller_workers,
+            root=settings.etcd.prefix,
+            shutdown_grace=settings.shutdown.grace,
+            watch_dead_after=settings.watch.dead_after,
+            resync_period=settings.reconcile.resync_period,
+            watch_idle_timeout=settings.watch.idle_timeout,
+            controller_workers=settings.reconcile.workers,
             informer_metrics=metrics,
             reconcile_metrics=metrics,
             workqueue_metrics=WorkqueueMetrics(registry),
@@ -144,12 +161,53 @@ def build_app(settings: Settings) -> App:
         elector=elector,
         write_health=write_health,
         heartbeat=heartbeat,
+        sharder=sharder,
     )
     manager.identity = identity
     register_admission(manager.repositories)
     for package in KIND_PACKAGES:
         package.setup(manager, settings)
+    if settings.history.retention > 0:
+        manager.add(
+            HistoryCompactor(
+                client,
+                retention=settings.history.retention,
+                probe_key=settings.etcd.prefix,
+                metrics=CompactionMetrics(registry),
+            )
+        )
+    _record_reconciles_for_tests(manager)
     return App(settings, client, manager, registry, health, metrics)
+
+
+RECONCILE_LOG_ENV = "LABCTL_TEST_RECONCILE_LOG"
+"""Test-only: a file every reconcile appends `{controller, key, replica, start, end}` to, so a
+test can check across processes that no key was reconciled by two replicas at once."""
+
+
+def _record_reconciles_for_tests(manager: Manager) -> None:
+    path = os.environ.get(RECONCILE_LOG_ENV)
+    if not path:
+        return
+    lock = threading.Lock()
+    replica = manager.identity
+
+    def observe(controller: str, key: ObjectKey, start_ns: int, end_ns: int) -> None:
+        line = json.dumps(
+            {
+                "controller": controller,
+                "key": str(key),
+                "replica": replica,
+                "start": start_ns,
+                "end": end_ns,
+            }
+        )
+        with lock, open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")  # one write of one line: O_APPEND keeps lines whole
+
+    for runnable in manager.runnables:
+        if isinstance(runnable, Controller):
+            runnable.observers.append(observe)
 
 
 def add_servers(app: App) -> list[HttpServer]:
@@ -160,9 +218,9 @@ def add_servers(app: App) -> list[HttpServer]:
         servers = start_observability_servers(
             app.health,
             app.registry,
-            host=s.http_host,
-            metrics_port=s.metrics_port,
-            health_port=s.health_port,
+            host=s.http.host,
+            metrics_port=s.http.metrics_port,
+            health_port=s.http.health_port,
         )
     except OSError as exc:  # the port is taken, or the address is not this host's
         raise ConfigError(
@@ -170,7 +228,7 @@ def add_servers(app: App) -> list[HttpServer]:
             "port on this host"
         ) from None
     for server in servers:
-        log.info("serving %s on http://%s:%d", ", ".join(server.paths), s.http_host, server.port)
+        log.info("serving %s on http://%s:%d", ", ".join(server.paths), s.http.host, server.port)
         app.manager.add(RunnableFunc(f"http-{server.port}", server.start, server.stop))
     return servers
 
@@ -193,7 +251,7 @@ def add_metrics_export(app: App) -> None:
 
 def run_controller(settings: Settings) -> int:
     """`labctl run`: block until SIGTERM/SIGINT, then drain and return the exit code."""
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log.level, settings.log.format)
     configure_tracing()
     log.info("starting lab resource controller", extra={"settings": settings.public()})
     app = build_app(settings)

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
-from pydantic.json_schema import WithJsonSchema
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from controller.resources.names import (
