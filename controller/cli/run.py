@@ -38,11 +38,10 @@ def register(sub: Subparsers) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from controller.app import run_controller
 
-    try:
-        settings = config.load(args)
+    try:  # a bad setting, or one unusable at start (a port in use): one `error:` line
+        return run_controller(config.load(args))
     except config.ConfigError as exc:
         raise CliError(str(exc)) from None
-    return run_controller(settings)
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
