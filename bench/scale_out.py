@@ -10,6 +10,11 @@ For every replica count R:
 2. The raw CAS ceiling: R processes × `--threads` threads of the storage facade alone doing
    the same number of CAS writes of converged-worker documents, no reads, no conflicts.
 
+3. With `--memory N` (default 100k): N converged workers stored, then R replicas started;
+   per replica, the seconds from start to its shards held and its cache synced, the objects
+   it caches and its resident memory above an idle replica's — so memory per replica
+   falls with R.
+
 Printed per R: seconds to all Ready, controller writes/s, raw CAS/s, their ratio, the
 speed-up over one replica, and CPU: milliseconds per write of the controllers (sum over
 processes) and of etcd, and how many cores each used meanwhile — on a 2-core machine, that
@@ -17,6 +22,7 @@ says who saturates first. Figures only; nothing is asserted.
 
     python -m bench.scale_out                      # 10k workers, 1/2/3 replicas (~4 min)
     python -m bench.scale_out --workers 1000 --replicas 1,3
+    python -m bench.scale_out --workers 1000 --memory 100000   # + start/memory at 100k
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +39,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,7 +71,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_controllers(
-    endpoint: str, prefix: str, replicas: int, shards: int, workers: int, logdir: Path
+    endpoint: str,
+    prefix: str,
+    replicas: int,
+    shards: int,
+    workers: int,
+    logdir: Path,
+    log_level: str = "WARNING",
 ) -> list[subprocess.Popen[bytes]]:
     procs = []
     for i in range(replicas):
@@ -80,12 +94,12 @@ def start_controllers(
             "METRICS_PORT": "0",
             "HEALTH_PORT": "0",
             "HTTP_HOST": "127.0.0.1",
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": log_level,
             "LOG_FORMAT": "json",
             "OTEL_TRACES_EXPORTER": "none",
             "OTEL_METRICS_EXPORTER": "none",
         }
-        out = open(logdir / f"controller-{replicas}-{i}.log", "wb")  # noqa: SIM115
+        out = open(logdir / f"controller-{prefix.rsplit('/', 1)[1]}-{i}.log", "wb")  # noqa: SIM115
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "controller.cli", "run"],
@@ -98,15 +112,17 @@ def start_controllers(
     return procs
 
 
-def wait_for_shards(client: EtcdClient, prefix: str, replicas: int, shards: int) -> None:
+def wait_for_shards(
+    client: EtcdClient, prefix: str, replicas: int, shards: int, timeout: float = 120
+) -> None:
     owners = f"{prefix}/shards/owners/"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         kvs, _ = client.list_prefix(owners)
         if len(kvs) == shards and len({kv.value for kv in kvs}) == replicas:
             return
         time.sleep(0.1)
-    raise RuntimeError(f"{replicas} replicas did not split {shards} shards within 120 s")
+    raise RuntimeError(f"{replicas} replicas did not split {shards} shards within {timeout} s")
 
 
 def stop_controllers(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -166,7 +182,9 @@ class Run:
         return self.writes / self.seconds
 
 
-def converge(etcd: BenchEtcd, client: EtcdClient, args: argparse.Namespace, replicas: int) -> Run:
+def converge(
+    etcd: BenchEtcd, client: EtcdClient, args: argparse.Namespace, replicas: int
+) -> tuple[Run, dict[str, Any] | None]:
     prefix = f"{ROOT}/r{replicas}"
     procs = start_controllers(
         etcd.endpoint, prefix, replicas, args.shards, args.controller_workers, args.logdir
@@ -185,10 +203,101 @@ def converge(etcd: BenchEtcd, client: EtcdClient, args: argparse.Namespace, repl
         used = sum(cpu_seconds(p.pid) for p in procs) - cpu0
         etcd_used = (etcd.cpu_seconds() or 0.0) - etcd0
         counter.cancel()
-        return Run(replicas, seconds, counter.status_writes, used, etcd_used)
+        _, converged = data.stored_phases(client, prefix)
+        return Run(replicas, seconds, counter.status_writes, used, etcd_used), converged
     finally:
         stop_controllers(procs)
         data.drop(client, prefix)
+
+
+# -- start-up and memory per replica ----------------------------------------------------------
+
+LISTED = re.compile(r"listed (\d+) objects .* in ([\d.]+)s")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def last_listing(log_path: Path) -> tuple[int, float] | None:
+    """(objects, seconds) of the LabWorker informer's last listing, from the JSON log."""
+    found = None
+    for raw in log_path.read_text(errors="replace").splitlines():
+        if "labworkers" not in raw or "listed" not in raw:
+            continue
+        match = LISTED.search(raw)
+        if match:
+            found = (int(match.group(1)), float(match.group(2)))
+    return found
+
+
+@dataclass
+class Footprint:
+    replicas: int
+    ready_s: list[float]
+    cached: list[int]
+    list_s: list[float]
+    rss: list[int]
+
+
+def footprint(
+    client: EtcdClient, args: argparse.Namespace, prefix: str, replicas: int
+) -> Footprint:
+    procs = start_controllers(
+        args.etcd_endpoint, prefix, replicas, args.shards, args.controller_workers,
+        args.logdir, log_level="INFO",
+    )  # fmt: skip
+    started = time.perf_counter()
+    try:
+        wait_for_shards(client, prefix, replicas, args.shards, timeout=600)
+        ready = time.perf_counter() - started
+        logs = [
+            args.logdir / f"controller-{prefix.rsplit('/', 1)[1]}-{i}.log" for i in range(replicas)
+        ]
+        time.sleep(2.0)  # let a last refilter relist finish and freed memory go back
+        listings = [last_listing(path) or (0, 0.0) for path in logs]
+        rss = [rss_bytes(p.pid) for p in procs]
+        return Footprint(
+            replicas, [ready] * replicas, [n for n, _ in listings], [t for _, t in listings], rss
+        )
+    finally:
+        stop_controllers(procs)
+
+
+def memory(
+    client: EtcdClient, args: argparse.Namespace, counts: list[int], template: dict[str, Any]
+) -> list[Footprint]:
+    idle = footprint(client, args, f"{ROOT}/idle", 1)
+    prefix = f"{ROOT}/mem"
+    log(f"storing {args.memory:,} converged workers…")
+    data.load(client, prefix, args.memory, data.replicas_of(template))
+    found = [idle]
+    for n in counts:
+        log(f"starting {n} replica(s) on {args.memory:,} converged workers…")
+        found.append(footprint(client, args, prefix, n))
+    data.drop(client, prefix)
+    return found
+
+
+def report_memory(found: list[Footprint], args: argparse.Namespace) -> None:
+    idle = found[0].rss[0]
+    print(f"\nstart-up and memory: {args.memory:,} converged workers, {args.shards} shards")
+    print(
+        "replicas  start → shards held + synced s  list s (per replica)  cached per replica  RSS MiB per replica  bytes/cached worker"
+    )
+    for fp in found[1:]:
+        per = [(r - idle) / c if c else 0.0 for r, c in zip(fp.rss, fp.cached, strict=True)]
+        print(
+            f"{fp.replicas:>8}  {max(fp.ready_s):>31.1f}  "
+            f"{' '.join(f'{t:.1f}' for t in fp.list_s):>20}  "
+            f"{' '.join(f'{c:,}' for c in fp.cached):>18}  "
+            f"{' '.join(f'{r / 2**20:.0f}' for r in fp.rss):>19}  "
+            f"{' '.join(f'{b:,.0f}' for b in per)}"
+        )
+    print(f"(an idle replica: {idle / 2**20:.0f} MiB RSS)")
 
 
 # -- raw CAS ceiling -------------------------------------------------------------------------
@@ -335,23 +444,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--controller-workers", type=int, default=8)
     parser.add_argument("--threads", type=int, default=8, help="raw CAS threads per process")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--memory", type=int, default=0, help="also start R replicas on this many converged workers"
+    )
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.replicas.split(",")]
     etcd = BenchEtcd.start(quota_bytes=QUOTA_BYTES)
     args.logdir = Path(etcd._tmp or ".")
+    args.etcd_endpoint = etcd.endpoint
     client = connect(etcd.endpoint, pool_size=16)
     try:
         runs: list[Run] = []
         ceilings: dict[int, Ceiling] = {}
+        template: dict[str, Any] | None = None
         for n in counts:
             log(f"converging {args.workers:,} workers with {n} replica(s)…")
-            run = converge(etcd, client, args, n)
+            run, template = converge(etcd, client, args, n)
             runs.append(run)
             log(
                 f"  {run.seconds:.1f}s, {run.writes:,} status writes; raw CAS with {n} process(es)…"
             )
             ceilings[n] = raw_cas(etcd, client, args, n, run.writes)
         report(runs, ceilings, args)
+        if args.memory and template is not None:
+            report_memory(memory(client, args, counts, template), args)
     finally:
         client.close()
         etcd.stop()
