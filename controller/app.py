@@ -10,6 +10,7 @@ Runtime). Order matters only in that a kind's setup may use what an earlier one 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -26,6 +27,7 @@ from controller.observability import (
     new_registry,
     start_otlp_metrics_export,
 )
+from controller.observability.otlp_env import check_exporter_environment
 from controller.observability.server import HttpServer, start_observability_servers
 from controller.observability.tracing import configure_tracing, shutdown_tracing
 from controller.resources import KindRegistry
@@ -118,8 +120,6 @@ def build_app(settings: Settings) -> App:
             ttl=settings.leader_election_ttl,
             metrics=metrics,
         )
-    else:
-        metrics.leader_status(LEADER_ELECTION_NAME, True)  # the only instance
     heartbeat = None
     if settings.watch_heartbeat_interval > 0:
         heartbeat = Heartbeat(
@@ -193,6 +193,10 @@ def add_metrics_export(app: App) -> None:
 
 def run_controller(settings: Settings) -> int:
     """`labctl run`: block until SIGTERM/SIGINT, then drain and return the exit code."""
+    try:
+        check_exporter_environment(os.environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing()
     log.info("starting lab resource controller", extra={"settings": settings.public()})

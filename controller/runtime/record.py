@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from controller.observability.propagation import TRACEPARENT_ANNOTATION
 from controller.resources import Kind, Resource
 from controller.resources.limits import InvalidStoredValue, decode_stored
 from controller.runtime.informer import Decoder, InvalidObjectError
@@ -45,6 +46,8 @@ class Record(Generic[T]):
     controller: OwnerRef | None
     fields: tuple[str, ...]
     """Values of `kind.field_indexes`, in its order."""
+    traceparent: str | None = None
+    """The writer's trace context (TRACEPARENT_ANNOTATION), for the reconcile's span link."""
 
     def decode(self) -> T:
         obj = self.kind.model.model_validate_json(self.raw)
@@ -77,6 +80,7 @@ def record_decoder(kind: Kind[T]) -> Decoder[Record[T]]:
             owner_uids=tuple(r.uid for r in meta.owner_references or ()),
             controller=OwnerRef(intern(ref.kind), ref.name, ref.uid) if ref else None,
             fields=tuple(intern(get(obj)) for get in getters),
+            traceparent=meta.annotations.get(TRACEPARENT_ANNOTATION) if meta.annotations else None,
         )
 
     return decode

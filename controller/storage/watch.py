@@ -108,7 +108,7 @@ class WatchHandle:
         self.restart_hooks: list[Callable[[str], None]] = []
         """Called with the reason the previous stream ended, once a new one is established."""
         self.proof_hooks: list[Callable[[], None]] = []
-        """Called on every proof of life (for `informer_last_event_age_seconds`)."""
+        """Called on every proof of life (for `labctl_informer_last_event_age_seconds`)."""
         self._stop = threading.Event()
         self._stream: WatchStream | None = None
         self._thread: threading.Thread | None = None

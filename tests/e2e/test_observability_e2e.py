@@ -83,8 +83,8 @@ def test_logs_traces_and_metrics_of_a_short_run(
         == reconciles
     )  # nothing failed
     assert metric_samples(metrics, "workqueue_depth")['{name="labworker"}'] == 0.0
-    assert sum(metric_samples(metrics, "informer_invalid_objects_total").values()) == 0
-    cached = metric_samples(metrics, "informer_cache_objects")
+    assert sum(metric_samples(metrics, "labctl_informer_invalid_objects_total").values()) == 0
+    cached = metric_samples(metrics, "labctl_informer_cache_objects")
     assert cached['{resource="labworkers"}'] == 5.0
     # One informer per watched kind (Events are written, never watched, by the controller).
     assert set(cached) == {
@@ -100,7 +100,7 @@ def test_logs_traces_and_metrics_of_a_short_run(
         "workqueue_queue_duration_seconds_bucket",
         "workqueue_work_duration_seconds_bucket",
         "leader_election_master_status",
-        "etcd_request_duration_seconds_bucket",
+        "labctl_etcd_request_duration_seconds_bucket",
     ):
         assert name in metrics, name
 
