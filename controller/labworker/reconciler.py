@@ -211,9 +211,7 @@ class LabWorkerReconciler:
             "conflicts": conflicts,
         }
         if decision.phase is Phase.FAILED and previous is not Phase.FAILED:
-            retry_in = (
-                self.intervals.teardown_retry if previous is Phase.TERMINATING else None
-            )
+            retry_in = self.intervals.teardown_retry if previous is Phase.TERMINATING else None
             next_step = (
                 f"teardown is retried in {retry_in:g}s"
                 if retry_in is not None

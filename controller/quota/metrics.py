@@ -22,7 +22,6 @@ class QuotaMetrics(Protocol):
         """The quota controller rewrote a namespace's usage record from a recount."""
         ...
 
-
     def quota_usage(
         self, namespace: str, quota: str, used: Mapping[str, int], hard: Mapping[str, int]
     ) -> None:

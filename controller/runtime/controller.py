@@ -273,9 +273,7 @@ class Controller:
             span.set_attribute("labctl.result", outcome)
             structlog.contextvars.clear_contextvars()
         self.metrics.active_workers_dec(self.name)
-        self.metrics.reconcile_finished(
-            self.name, outcome, time.perf_counter() - started, trace_id
-        )
+        self.metrics.reconcile_finished(self.name, outcome, time.perf_counter() - started, trace_id)
         self.reconciles += 1
         self.last_progress = time.monotonic()
 

@@ -129,7 +129,10 @@ def test_the_controller_converges_the_other_workers_around_a_deep_value(
 
         def invalid_counted() -> float:
             for line in controller.get("/metrics")[1].splitlines():
-                if line.startswith("labctl_informer_invalid_objects_total{") and "invalid-json" in line:
+                if (
+                    line.startswith("labctl_informer_invalid_objects_total{")
+                    and "invalid-json" in line
+                ):
                     return float(line.rsplit(" ", 1)[1])
             return 0.0
 

@@ -230,7 +230,9 @@ def test_garbage_under_the_prefix_is_reported_not_touched(
         assert etcd.get_raw(key) == value, f"{key!r} was modified"
     metrics = controller.get("/metrics")[1]
     invalid = [
-        line for line in metrics.splitlines() if line.startswith("labctl_informer_invalid_objects_total{")
+        line
+        for line in metrics.splitlines()
+        if line.startswith("labctl_informer_invalid_objects_total{")
     ]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in invalid) >= len(garbage)
     errors = [line for line in controller.logs() if line.get("level") == "error"]

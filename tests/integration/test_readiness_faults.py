@@ -176,7 +176,9 @@ def test_read_only_etcd_user_makes_the_controller_unready(
             PREFIX + "/",
         )
         ctl.wait_ready(timeout=30)
-        wait_until(lambda: metric(ctl, "labctl_etcd_write_failing") == 0.0, timeout=10, what="gauge 0")
+        wait_until(
+            lambda: metric(ctl, "labctl_etcd_write_failing") == 0.0, timeout=10, what="gauge 0"
+        )
     finally:
         ctl.kill()
     assert len(events(ctl, "etcd writes failing:")) == 1
