@@ -52,15 +52,19 @@ def _is_tty(stream: IO[str]) -> bool:
         return False
 
 
+def _keep_sentence(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """Runs before ExtraAdder: a stdlib line's sentence, before a stable name replaces it."""
+    if "_record" in event_dict and not event_dict.get("_from_structlog"):
+        event_dict.setdefault("message", event_dict.get("event"))
+    return event_dict
+
+
 def _stable_event_name(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """A stdlib call naming its line (``extra={"event": "reconcile_failed", ...}``) keeps
     its human sentence as ``message``: ``event`` is what an operator filters or alerts on,
     ``message`` what they read. Lines that name nothing keep the sentence as ``event``."""
-    record = event_dict.get("_record")
-    if isinstance(record, logging.LogRecord) and not event_dict.get("_from_structlog"):
-        sentence = record.getMessage()
-        if event_dict.get("event") != sentence:
-            event_dict["message"] = sentence
+    if event_dict.get("message") == event_dict.get("event"):
+        del event_dict["message"]
     return event_dict
 
 
@@ -70,6 +74,7 @@ def _shared_processors() -> list[Processor]:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
+        _keep_sentence,
         structlog.stdlib.ExtraAdder(),
         _stable_event_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),

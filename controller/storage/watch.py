@@ -325,9 +325,10 @@ def _run_stream(
         "etcd watch " + ("resume" if broke_because or handle.restarts else "start"),
         kind=SpanKind.CLIENT,
         attributes={
-            "db.system": "etcd",
-            "watch.name": handle.name,
-            "watch.start_revision": handle.next_revision,
+            "rpc.system": "etcd",
+            "rpc.method": "/watch",
+            "labctl.watch.name": handle.name,
+            "labctl.watch.start_revision": handle.next_revision,
         },
     ):
         stream, address = opener.open_stream("/watch", requests_, spec.idle_timeout)
