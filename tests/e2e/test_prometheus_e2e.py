@@ -123,7 +123,7 @@ def test_every_dashboard_and_alert_query_evaluates_against_a_live_controller(
                 {
                     "metadata": {"name": "team", "namespace": "default"},
                     "spec": {"hard": {"labworkers": 10}},
-                }  # fmt: skip
+                }
             )
         )
         repos.for_kind(LABWORKER).create(
@@ -131,7 +131,7 @@ def test_every_dashboard_and_alert_query_evaluates_against_a_live_controller(
                 {
                     "metadata": {"name": "scraped", "namespace": "default"},
                     "spec": {"labTrack": "ccna", "instance": {"type": "m5zn.metal"}},
-                }  # fmt: skip
+                }
             )
         )
 

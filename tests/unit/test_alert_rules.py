@@ -24,7 +24,28 @@ needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (Debian: apt-get install prometheus)"
 )
 PROMQL_WORDS = frozenset(
-    ["sum", "max", "min", "avg", "by", "without", "rate", "increase", "delta", "deriv", "changes", "histogram_quantile", "and", "or", "unless", "on", "ignoring", "le", "bool", "humanize"]
+    [
+        "sum",
+        "max",
+        "min",
+        "avg",
+        "by",
+        "without",
+        "rate",
+        "increase",
+        "delta",
+        "deriv",
+        "changes",
+        "histogram_quantile",
+        "and",
+        "or",
+        "unless",
+        "on",
+        "ignoring",
+        "le",
+        "bool",
+        "humanize",
+    ]
 )
 
 
