@@ -9,8 +9,10 @@ Runtime). Order matters only in that a kind's setup may use what an earlier one 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -29,13 +31,15 @@ from controller.observability import (
 )
 from controller.observability.otlp_env import check_exporter_environment
 from controller.observability.server import HttpServer, start_observability_servers
+from controller.observability.sharding_metrics import ShardingMetrics
 from controller.observability.tracing import configure_tracing, shutdown_tracing
-from controller.resources import KindRegistry
+from controller.resources import KindRegistry, ObjectKey
 from controller.runtime.controller import Controller
 from controller.runtime.leader import LeaderElector, default_identity
 from controller.runtime.manager import Manager, ManagerOptions
 from controller.runtime.repository import RepositorySet
 from controller.runtime.runnable import RunnableFunc
+from controller.runtime.sharding import ShardCoordinator
 from controller.runtime.write_health import WriteHealth
 from controller.storage import EtcdClient, Heartbeat
 
@@ -112,13 +116,24 @@ def build_app(settings: Settings) -> App:
     client.request_hooks.append(write_health.writes.record)
     identity = settings.leader_election_id or default_identity()
     elector = None
-    if settings.leader_elect:
+    if settings.leader_elect or settings.sharding:  # sharding: singletons still need a leader
         elector = LeaderElector(
             client,
             f"{settings.etcd_prefix.rstrip('/')}/leader/{LEADER_ELECTION_NAME}",
             identity=identity,
             ttl=settings.leader_election_ttl,
             metrics=metrics,
+        )
+    sharder = None
+    if settings.sharding:
+        sharder = ShardCoordinator(
+            client,
+            settings.etcd_prefix,
+            identity,
+            count=settings.shard_count,
+            ttl=settings.shard_lease_ttl,
+            drain_timeout=settings.shutdown_grace,
+            metrics=ShardingMetrics(registry),
         )
     heartbeat = None
     if settings.watch_heartbeat_interval > 0:
@@ -144,12 +159,44 @@ def build_app(settings: Settings) -> App:
         elector=elector,
         write_health=write_health,
         heartbeat=heartbeat,
+        sharder=sharder,
     )
     manager.identity = identity
     register_admission(manager.repositories)
     for package in KIND_PACKAGES:
         package.setup(manager, settings)
+    _record_reconciles_for_tests(manager)
     return App(settings, client, manager, registry, health, metrics)
+
+
+RECONCILE_LOG_ENV = "LABCTL_TEST_RECONCILE_LOG"
+"""Test-only: a file every reconcile appends `{controller, key, replica, start, end}` to, so a
+test can check across processes that no key was reconciled by two replicas at once."""
+
+
+def _record_reconciles_for_tests(manager: Manager) -> None:
+    path = os.environ.get(RECONCILE_LOG_ENV)
+    if not path:
+        return
+    lock = threading.Lock()
+    replica = manager.identity
+
+    def observe(controller: str, key: ObjectKey, start_ns: int, end_ns: int) -> None:
+        line = json.dumps(
+            {
+                "controller": controller,
+                "key": str(key),
+                "replica": replica,
+                "start": start_ns,
+                "end": end_ns,
+            }
+        )
+        with lock, open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")  # one write of one line: O_APPEND keeps lines whole
+
+    for runnable in manager.runnables:
+        if isinstance(runnable, Controller):
+            runnable.observers.append(observe)
 
 
 def add_servers(app: App) -> list[HttpServer]:

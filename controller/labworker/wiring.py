@@ -30,11 +30,12 @@ def setup_labworkers(manager: Manager, settings: Settings) -> LabWorkerReconcile
         build_provider(settings, manager.client, manager.identity), settings.lab_provider
     )
     wrapped: LabProvider = provider
-    if manager.elector is not None:
-        # etcd refuses a deposed leader's writes; the local lease bound refuses its cloud calls.
+    guard = manager.guard
+    if guard is not None:
+        # etcd refuses a deposed owner's writes; the local lease bound refuses its cloud calls.
         wrapped = FencedProvider(
             provider,
-            manager.elector,
+            guard,
             metrics=metrics,
             controller=CONTROLLER_NAME,
         )

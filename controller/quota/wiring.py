@@ -64,6 +64,7 @@ def setup_quotas(manager: Manager, settings: Settings) -> QuotaReconciler:
         .with_options(
             ControllerOptions(
                 workers=min(QUOTA_WORKERS, settings.controller_workers),
+                singleton=True,  # bookkeeping over every namespace: the leader's job
                 base_delay=settings.retry_base_delay,
                 max_delay=settings.retry_max_delay,
             )

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,6 +88,21 @@ class NoopReconcileMetrics:
 NOOP_RECONCILE_METRICS: ReconcileMetrics = NoopReconcileMetrics()
 
 
+class KeyOwnership(Protocol):
+    """Whether this replica may reconcile a key now (sharding: docs/architecture.md)."""
+
+    def claim(self, key: ObjectKey) -> AbstractContextManager[bool]:
+        """Enter around a reconcile: True = go ahead (and the key counts as in flight until
+        exit); False = the key is not this replica's now: drop it (its owner reconciles it)."""
+        ...
+
+
+ReconcileObserver = Callable[[str, ObjectKey, int, int], None]
+"""(controller, key, start ns, end ns) on CLOCK_MONOTONIC, which all processes of a host
+share: lets a test record histories across replicas and check that no key was reconciled by
+two at once."""
+
+
 @dataclass
 class ControllerOptions:
     workers: int = 8
@@ -98,6 +114,9 @@ class ControllerOptions:
     burst: int = 300
     stuck_after: float = 600.0
     """A reconcile running longer than this makes the controller report itself unhealthy."""
+    singleton: bool = False
+    """With sharding: run only on the elected leader over ALL keys (quota bookkeeping), instead
+    of on every replica over its shards."""
     metrics: ReconcileMetrics = NOOP_RECONCILE_METRICS
     workqueue_metrics: WorkqueueMetrics = NOOP_WORKQUEUE_METRICS
 
@@ -122,6 +141,11 @@ class Controller:
         self.name = name
         self.kind = kind
         self.options = opts = options or ControllerOptions()
+        self.sharded = not opts.singleton
+        """Under sharding, reconciled by the shard owner (else by the leader)."""
+        self.ownership: KeyOwnership | None = None
+        """Set by the manager under sharding: keys of other replicas' shards are dropped."""
+        self.observers: list[ReconcileObserver] = []
         self._reconcile = reconcile
         self.metrics = opts.metrics
         self.queue: RateLimitingQueue[ObjectKey] = RateLimitingQueue(
@@ -188,7 +212,14 @@ class Controller:
             except ShutDown:
                 return
             try:
-                self._process(key)
+                if self.ownership is None:
+                    self._process(key)
+                else:
+                    with self.ownership.claim(key) as mine:
+                        if mine:
+                            self._process(key)
+                        else:
+                            self.queue.forget(key)  # another replica's now; it reconciles it
             finally:
                 self.queue.done(key)
 
@@ -198,6 +229,7 @@ class Controller:
         writer = link_to_writer(self._trigger_traceparent.pop(key, None))
         namespace, name = key
         started = time.perf_counter()
+        began_ns = time.monotonic_ns()
         self.metrics.active_workers_inc(self.name)
         outcome = "success"
         where = {"controller": self.name, "kind": self.kind}
@@ -273,6 +305,8 @@ class Controller:
             span.set_attribute("labctl.result", outcome)
             structlog.contextvars.clear_contextvars()
         self.metrics.active_workers_dec(self.name)
+        for observe in self.observers:
+            observe(self.name, key, began_ns, time.monotonic_ns())
         self.metrics.reconcile_finished(self.name, outcome, time.perf_counter() - started, trace_id)
         self.reconciles += 1
         self.last_progress = time.monotonic()

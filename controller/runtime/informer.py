@@ -79,6 +79,18 @@ Handler = Callable[[InformerEvent[T]], None]
 Decoder = Callable[[str, KeyValue], T]
 
 
+class KeyFilter(Protocol):
+    """Which stored values this informer caches at all (a sharded replica caches only its
+    shards: docs/architecture.md, "Sharding"). Asked before a value is decoded."""
+
+    @property
+    def generation(self) -> int:
+        """Bumped whenever the accepted set changes; the informer then relists."""
+        ...
+
+    def __call__(self, key: str, kv: KeyValue) -> bool: ...
+
+
 class InformerMetrics(Protocol):
     """What an informer reports, labelled by the resource it caches. Reasons are short
     machine words. `ControllerMetrics` (observability) implements it; the default does
@@ -139,6 +151,11 @@ class Informer(Generic[T]):
         self._thread: threading.Thread | None = None
         self.revision = 0
         """The revision the cache reflects (snapshot or last applied event)."""
+        self.accept: KeyFilter | None = None
+        """Set before `start` to cache only what it accepts; `refilter()` when it changes."""
+        self.listed_generation = 0
+        """The filter generation of the last list: the cache holds what it accepted."""
+        self._relist_reason = "compacted"
         self.relists = 0
         self.last_error: BaseException | None = None
 
@@ -169,6 +186,12 @@ class Informer(Generic[T]):
                     return False
                 self._advanced.wait(min(left, 0.5))
             return True
+
+    def refilter(self) -> None:
+        """The filter's accepted set changed: relist, so the cache gains what it now accepts
+        and handlers see (synthetic) DELETEs for what it no longer does."""
+        self._relist_reason = "refilter"
+        self._relist_needed.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"informer {self.name}", daemon=True)
@@ -254,16 +277,22 @@ class Informer(Generic[T]):
                 self._resync()
                 next_resync = time.monotonic() + self.resync_period
             self._relist_needed.clear()
-            reason = "compacted"
+            reason, self._relist_reason = self._relist_reason, "compacted"
+            if self._watch is not None:
+                self._watch.cancel()  # a refilter relists while the old stream still runs
 
     def _list(self, reason: str) -> int:
         """List the prefix at one revision and make the cache equal to it."""
         started = time.monotonic()
         fresh: dict[str, T] = {}
         revision = 0
+        accept = self.accept
+        generation = accept.generation if accept is not None else 0
         with gc_paused():  # see controller.storage.bulk: 100k objects, no cyclic garbage
             for page, revision in self.client.iter_prefix(self.prefix, page_size=self.page_size):
                 for kv in page:
+                    if accept is not None and not accept(self._key(kv.key), kv):
+                        continue
                     obj = self._decode_or_report(kv)
                     if obj is not None:
                         fresh[self._key(kv.key)] = obj
@@ -273,6 +302,7 @@ class Informer(Generic[T]):
             previous = {k: self.cache.get(k) for k in self.cache.keys()} if self.synced else {}  # noqa: SIM118
             vanished = self.cache.replace(fresh)
             self.revision = revision
+            self.listed_generation = generation
             self._advanced.notify_all()
         self.relists += 1
         if reason != "initial":
@@ -346,6 +376,18 @@ class Informer(Generic[T]):
                     self._advanced.notify_all()
                 if last is not None:
                     self._dispatch(InformerEvent(EventKind.DELETED, key, last, ev.revision))
+                continue
+            if self.accept is not None and not self.accept(key, ev.kv):
+                # Not (or no longer) ours to cache, e.g. adopted into another shard: gone
+                # from this replica's view, which is not a deletion of the object.
+                with self._lock:
+                    last = self.cache.delete(key)
+                    self.revision = ev.revision
+                    self._advanced.notify_all()
+                if last is not None:
+                    self._dispatch(
+                        InformerEvent(EventKind.DELETED, key, last, ev.revision, synthetic=True)
+                    )
                 continue
             obj = self._decode_or_report(ev.kv)
             with self._lock:

@@ -32,16 +32,25 @@ from typing import Any, TypeVar
 from controller.observability.health import HealthRegistry
 from controller.resources import Kind, KindRegistry, Resource
 from controller.runtime.builder import Builder
-from controller.runtime.controller import NOOP_RECONCILE_METRICS, ReconcileMetrics
+from controller.runtime.controller import NOOP_RECONCILE_METRICS, Controller, ReconcileMetrics
+from controller.runtime.fencing import NotOwner, OwnershipGuard
 from controller.runtime.informer import NOOP_INFORMER_METRICS, Informer, InformerMetrics
 from controller.runtime.leader import LeaderElector
 from controller.runtime.record import Record, record_decoder, record_indexers
 from controller.runtime.recorder import NOOP_RECORDER, Recorder
 from controller.runtime.repository import Repository, RepositorySet
 from controller.runtime.runnable import Runnable
+from controller.runtime.sharding import CURRENT_SHARD, ShardCoordinator
+from controller.runtime.sharding.ownership import ShardedKeys, ShardFilter
 from controller.runtime.workqueue import NOOP_WORKQUEUE_METRICS, WorkqueueMetrics
 from controller.runtime.write_health import WriteHealth
-from controller.storage import DEFAULT_IDLE_TIMEOUT, EtcdClient, Heartbeat, StorageError
+from controller.storage import (
+    DEFAULT_IDLE_TIMEOUT,
+    Compare,
+    EtcdClient,
+    Heartbeat,
+    StorageError,
+)
 
 log = logging.getLogger("controller.runtime.manager")
 
@@ -77,12 +86,16 @@ class Manager:
         elector: LeaderElector | None = None,
         write_health: WriteHealth | None = None,
         heartbeat: Heartbeat | None = None,
+        sharder: ShardCoordinator | None = None,
     ) -> None:
         self.client = client
         self.options = options or ManagerOptions()
         self.heartbeat = heartbeat
         """Rewritten every few seconds so every informer's watch can prove it is alive."""
         self.elector = elector
+        self.sharder = sharder
+        """Under sharding: this replica's shards (controllers run on every replica, each over
+        its shards; runnables marked singleton still need the elector)."""
         self.write_health = write_health
         self.health = health or HealthRegistry()
         self.kinds = KindRegistry()
@@ -92,16 +105,46 @@ class Manager:
         """Where reconcilers record Events (the events package installs the real one)."""
         self.runnables: list[Runnable] = []
         self._informers: dict[str, Informer[Record[Any]]] = {}
+        fenced = elector is not None or sharder is not None
         self.repositories = RepositorySet(
-            client, self.options.root, guards=elector.fence if elector is not None else None
+            client, self.options.root, guards=self.fence if fenced else None
         )
-        """One repository per kind, fenced by the leader's token; kinds add admission here."""
+        """One repository per kind, fenced by the owner's token; kinds add admission here."""
         self._exit_code = 0
         if elector is not None:
             elector.on_lost(self._leadership_lost)
+        if sharder is not None:
+            sharder.on_lost.append(self._leadership_lost)
         self._stop = threading.Event()
         self.started = threading.Event()
         """Set once caches are synced and leader runnables run (tests and the CLI wait on it)."""
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    def fence(self) -> list[Compare]:
+        """The compares a controller write carries: inside a sharded reconcile, its shard's
+        token; otherwise (singletons, or no sharding) the leader's."""
+        if self.sharder is not None:
+            shard_fence = self.sharder.fence()
+            if shard_fence is not None:
+                return shard_fence
+        if self.elector is not None:
+            return self.elector.fence()
+        return [Compare.create_revision(f"{self.options.root}/no-owner", -1)]
+
+    def check(self, action: str) -> None:
+        """`OwnershipGuard` with the same choice as `fence`."""
+        if self.sharder is not None and CURRENT_SHARD.get() is not None:
+            self.sharder.check(action)
+        elif self.elector is not None:
+            self.elector.check(action)
+        else:
+            raise NotOwner(f"{action} refused: this replica owns no work")
+
+    @property
+    def guard(self) -> OwnershipGuard | None:
+        """What side effects must ask first; None when a single unfenced instance runs."""
+        return self if self.elector is not None or self.sharder is not None else None
 
     # -- what kinds register -----------------------------------------------------------------
 
@@ -206,6 +249,8 @@ class Manager:
             self.health.add_readiness("etcd-alarms", self.write_health.alarms.check)
         everywhere = [r for r in self.runnables if not r.needs_leader]
         owner_only = [r for r in self.runnables if r.needs_leader]
+        if self.sharder is not None:
+            return self._run_sharded(everywhere, owner_only)
         for runnable in everywhere:  # servers first: probes answer while etcd is awaited
             runnable.start()
         if not self._wait_for_etcd():
@@ -234,6 +279,110 @@ class Manager:
         log.info("running: %s", ", ".join(r.name for r in owner_only) or "no controllers")
         self._stop.wait()
         return self._shutdown([*everywhere, *owner_only])
+
+    def _run_sharded(self, everywhere: list[Runnable], owner_only: list[Runnable]) -> int:
+        """Sharding: join, cache only this replica's shards, run every sharded controller at
+        once (each over the shards it holds), and campaign for the singletons meanwhile."""
+        sharder = self.sharder
+        assert sharder is not None
+        sharded = [r for r in owner_only if getattr(r, "sharded", False)]
+        singletons = [r for r in owner_only if r not in sharded]
+        for runnable in everywhere:
+            runnable.start()
+        if not self._wait_for_etcd():
+            return self._shutdown(everywhere)
+        if self.write_health is not None:
+            self.write_health.start()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
+        self._wire_shards(sharder, sharded, singletons)
+        delay = 0.5
+        while True:
+            try:
+                sharder.join()
+                break
+            except StorageError as exc:
+                log.warning("sharding: cannot join (%s); retrying in %.1fs", exc, delay)
+                if self._stop.wait(delay):
+                    return self._shutdown(everywhere)
+                delay = min(delay * 2, 15.0)
+        for informer in self.informers:
+            informer.start()
+        for informer in self.informers:
+            while not informer.wait_synced(0.5):
+                if self._stop.is_set():
+                    return self._shutdown(everywhere)
+        for runnable in sharded:
+            runnable.start()
+        sharder.start()
+        self.started.set()
+        log.info("running sharded: %s", ", ".join(r.name for r in sharded) or "no controllers")
+        if singletons and self.elector is not None:
+            log.info(
+                "campaigning for leadership on %s as %s (for %s)",
+                self.elector.key,
+                self.elector.identity,
+                ", ".join(r.name for r in singletons),
+            )
+            if not self.elector.campaign(self._stop):
+                return self._shutdown([*everywhere, *sharded])
+            for runnable in singletons:
+                runnable.start()
+        else:
+            singletons = []
+        self._stop.wait()
+        return self._shutdown([*everywhere, *sharded, *singletons])
+
+    def _wire_shards(
+        self, sharder: ShardCoordinator, sharded: list[Runnable], singletons: list[Runnable]
+    ) -> None:
+        """Filter the informers of kinds only sharded controllers reconcile; give those
+        controllers their claims; enqueue a shard's keys when it is acquired."""
+        singleton_kinds = {getattr(r, "kind", None) for r in singletons}
+        controllers = [r for r in sharded if isinstance(r, Controller)]
+        filtered = {
+            c.kind: self._informers[c.kind]
+            for c in controllers
+            if c.kind in self._informers and c.kind not in singleton_kinds
+        }
+        shard_filter = ShardFilter(sharder)
+        for informer in filtered.values():
+            informer.accept = shard_filter
+        keys_by_kind: dict[str, ShardedKeys] = {}
+        claims: list[tuple[Controller, ShardedKeys]] = []
+        for controller in controllers:
+            source = self._informers.get(controller.kind)
+            if source is None:
+                continue
+            keys = keys_by_kind.setdefault(controller.kind, ShardedKeys(sharder, source))
+            controller.ownership = keys
+            claims.append((controller, keys))
+
+        def refilter() -> None:
+            for informer in filtered.values():
+                informer.refilter()
+
+        def caches_current(generation: int) -> bool:
+            return all(i.listed_generation >= generation for i in filtered.values())
+
+        def enqueue_acquired(shards: frozenset[int]) -> None:
+            found = {kind: keys.keys_in(shards) for kind, keys in keys_by_kind.items()}
+            for controller, _ in claims:
+                for key in found[controller.kind]:
+                    controller.enqueue(key)
+
+        def count_keys() -> dict[int, int]:
+            counts: dict[int, int] = {}
+            for keys in keys_by_kind.values():
+                for shard, n in keys.count_by_shard().items():
+                    counts[shard] = counts.get(shard, 0) + n
+            return counts
+
+        sharder.on_cached_shards_changed.append(refilter)
+        sharder.caches_current = caches_current
+        sharder.on_acquired.append(enqueue_acquired)
+        sharder.count_keys = count_keys
+        self.health.add_readiness("shards", sharder.ready)
 
     def _wait_for_etcd(self) -> bool:
         delay = 0.5
@@ -276,6 +425,8 @@ class Manager:
                 "(each write is one transaction: nothing is half-written)",
                 grace,
             )
+        if self.sharder is not None and self._exit_code == 0:
+            self.sharder.leave()  # the others take these shards over now, not after a TTL
         if self.elector is not None and self._exit_code == 0:
             self.elector.resign()  # a standby takes over now, not after the lease TTL
         if self.heartbeat is not None:

@@ -75,7 +75,9 @@ def failed_checks(body: str) -> dict[str, str]:
 
 
 def events(ctl: ControllerProcess, prefix: str) -> list[str]:
-    return [line["event"] for line in ctl.logs() if str(line.get("event", "")).startswith(prefix)]
+    # Named lines keep their sentence in `message` (docs/architecture.md §15).
+    sentences = [str(line.get("message", line.get("event", ""))) for line in ctl.logs()]
+    return [sentence for sentence in sentences if sentence.startswith(prefix)]
 
 
 def test_nospace_alarm_makes_the_controller_unready_until_space_is_freed(

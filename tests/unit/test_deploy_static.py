@@ -837,3 +837,33 @@ def test_deploy_doc_names_only_existing_files() -> None:
     assert "deployment/docker-compose.yml" in paths and "deployment/kubernetes" in paths
     for path in paths:
         assert (REPO_ROOT / path).exists(), f"docs/deploy.md mentions {path}, which does not exist"
+
+
+# ---------------------------------------------------------------------------------------------
+# sharded replicas
+
+
+def test_sharded_compose_override_runs_every_replica_sharded_and_publishes_one() -> None:
+    override = yaml.safe_load((DEPLOYMENT / "docker-compose.sharded.yml").read_text())
+    base = _compose(DEPLOYMENT / "docker-compose.yml")["services"]
+    services = override["services"]
+    assert set(services) - set(base), "the override adds replicas"
+    known = _known_env_vars()
+    for name, service in services.items():
+        env = service["environment"]
+        assert env["SHARDING"] == "true", name
+        assert not set(env) - known, f"{name}: {sorted(set(env) - known)} unknown"
+        if name not in base:
+            assert "ports" not in service, f"{name}: only the first replica publishes ports"
+            assert service["image"] == base["controller"]["image"]
+            assert env["ETCD_ENDPOINTS"] == base["controller"]["environment"]["ETCD_ENDPOINTS"]
+
+
+def test_sharded_kustomization_runs_several_active_replicas() -> None:
+    kustomization = yaml.safe_load((KUBERNETES / "sharded" / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["../base"]
+    ops = [op for patch in kustomization["patches"] for op in yaml.safe_load(patch["patch"])]
+    by_path = {op["path"]: op["value"] for op in ops}
+    assert by_path["/spec/replicas"] > 1
+    assert by_path["/data/SHARDING"] == "true"
+    assert {p.rsplit("/", 1)[1] for p in by_path if p.startswith("/data/")} <= _known_env_vars()
