@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -300,3 +302,23 @@ def test_reconcile_time_carries_the_trace_id_exemplar_in_openmetrics(
     assert [(le, e.labels, e.value) for le, e in exemplars] == [
         ("0.1", {"trace_id": trace_id}, 0.07)
     ]
+
+
+def test_the_architecture_doc_lists_every_series(registry: CollectorRegistry) -> None:
+    from pathlib import Path
+
+    from controller.observability.sharding_metrics import ShardingMetrics
+
+    ControllerMetrics(registry)
+    WorkqueueMetrics(registry)
+    ShardingMetrics(registry)
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    names = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in registry.collect()
+    } | {"labctl_otlp_metric_export_failures_total"}
+    documented = set(re.findall(r"`((?:labctl|controller_runtime|workqueue|leader)_\w+)`", doc))
+    # "`a` / `_b`" rows share a prefix: expand the shorthand.
+    for row in re.findall(r"`(\w+)` / `(_\w+)`", doc):
+        documented.add(row[0].rsplit("_", 2)[0] + row[1])
+    assert names - documented == set()
