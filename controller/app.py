@@ -34,6 +34,7 @@ from controller.observability.server import HttpServer, start_observability_serv
 from controller.observability.sharding_metrics import ShardingMetrics
 from controller.observability.tracing import configure_tracing, shutdown_tracing
 from controller.resources import KindRegistry, ObjectKey
+from controller.runtime.compaction import CompactionMetrics, HistoryCompactor
 from controller.runtime.controller import Controller
 from controller.runtime.leader import LeaderElector, default_identity
 from controller.runtime.manager import Manager, ManagerOptions
@@ -99,7 +100,7 @@ def build_app(settings: Settings) -> App:
     registry = new_registry()
     metrics = ControllerMetrics(registry)
     health = HealthRegistry()
-    client = etcd_client(settings, pool_size=settings.controller_workers * 2 + 4)
+    client = etcd_client(settings, pool_size=settings.reconcile.workers * 2 + 4)
 
     def on_request(method: str, seconds: float, error: BaseException | None) -> None:
         metrics.etcd_request(
@@ -109,48 +110,48 @@ def build_app(settings: Settings) -> App:
     client.request_hooks.append(on_request)
     write_health = WriteHealth(
         client,
-        prefix=settings.etcd_prefix,
-        username=settings.etcd_username,
+        prefix=settings.etcd.prefix,
+        username=settings.etcd.username,
         metrics=metrics,
     )
     client.request_hooks.append(write_health.writes.record)
-    identity = settings.leader_election_id or default_identity()
+    identity = settings.leader.id or default_identity()
     elector = None
-    if settings.leader_elect or settings.sharding:  # sharding: singletons still need a leader
+    if settings.leader.elect or settings.sharding.enabled:  # sharding: singletons need a leader
         elector = LeaderElector(
             client,
-            f"{settings.etcd_prefix.rstrip('/')}/leader/{LEADER_ELECTION_NAME}",
+            f"{settings.etcd.prefix.rstrip('/')}/leader/{LEADER_ELECTION_NAME}",
             identity=identity,
-            ttl=settings.leader_election_ttl,
+            ttl=settings.leader.ttl,
             metrics=metrics,
         )
     sharder = None
-    if settings.sharding:
+    if settings.sharding.enabled:
         sharder = ShardCoordinator(
             client,
-            settings.etcd_prefix,
+            settings.etcd.prefix,
             identity,
-            count=settings.shard_count,
-            ttl=settings.shard_lease_ttl,
-            drain_timeout=settings.shutdown_grace,
+            count=settings.sharding.count,
+            ttl=settings.sharding.lease_ttl,
+            drain_timeout=settings.shutdown.grace,
             metrics=ShardingMetrics(registry),
         )
     heartbeat = None
-    if settings.watch_heartbeat_interval > 0:
+    if settings.watch.heartbeat_interval > 0:
         heartbeat = Heartbeat(
             client,
-            f"{settings.etcd_prefix.rstrip('/')}/heartbeats/{identity}",
-            interval=settings.watch_heartbeat_interval,
+            f"{settings.etcd.prefix.rstrip('/')}/heartbeats/{identity}",
+            interval=settings.watch.heartbeat_interval,
         )
     manager = Manager(
         client,
         ManagerOptions(
-            root=settings.etcd_prefix,
-            shutdown_grace=settings.shutdown_grace,
-            watch_dead_after=settings.watch_dead_after,
-            resync_period=settings.resync_period,
-            watch_idle_timeout=settings.watch_idle_timeout,
-            controller_workers=settings.controller_workers,
+            root=settings.etcd.prefix,
+            shutdown_grace=settings.shutdown.grace,
+            watch_dead_after=settings.watch.dead_after,
+            resync_period=settings.reconcile.resync_period,
+            watch_idle_timeout=settings.watch.idle_timeout,
+            controller_workers=settings.reconcile.workers,
             informer_metrics=metrics,
             reconcile_metrics=metrics,
             workqueue_metrics=WorkqueueMetrics(registry),
@@ -165,6 +166,15 @@ def build_app(settings: Settings) -> App:
     register_admission(manager.repositories)
     for package in KIND_PACKAGES:
         package.setup(manager, settings)
+    if settings.history.retention > 0:
+        manager.add(
+            HistoryCompactor(
+                client,
+                retention=settings.history.retention,
+                probe_key=settings.etcd.prefix,
+                metrics=CompactionMetrics(registry),
+            )
+        )
     _record_reconciles_for_tests(manager)
     return App(settings, client, manager, registry, health, metrics)
 
@@ -207,9 +217,9 @@ def add_servers(app: App) -> list[HttpServer]:
         servers = start_observability_servers(
             app.health,
             app.registry,
-            host=s.http_host,
-            metrics_port=s.metrics_port,
-            health_port=s.health_port,
+            host=s.http.host,
+            metrics_port=s.http.metrics_port,
+            health_port=s.http.health_port,
         )
     except OSError as exc:  # the port is taken, or the address is not this host's
         raise ConfigError(
@@ -217,7 +227,7 @@ def add_servers(app: App) -> list[HttpServer]:
             "port on this host"
         ) from None
     for server in servers:
-        log.info("serving %s on http://%s:%d", ", ".join(server.paths), s.http_host, server.port)
+        log.info("serving %s on http://%s:%d", ", ".join(server.paths), s.http.host, server.port)
         app.manager.add(RunnableFunc(f"http-{server.port}", server.start, server.stop))
     return servers
 
@@ -244,7 +254,7 @@ def run_controller(settings: Settings) -> int:
         check_exporter_environment(os.environ)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log.level, settings.log.format)
     configure_tracing()
     log.info("starting lab resource controller", extra={"settings": settings.public()})
     app = build_app(settings)

@@ -31,7 +31,7 @@ from typing import Any, NoReturn, get_args
 from pydantic import BaseModel
 
 import controller.cli_labworker  # noqa: F401 - registers LabWorker's describe layout
-from controller import config
+from controller import cli_history, config
 from controller.app import kind_registry
 from controller.app import repositories as app_repositories
 from controller.cli_errors import CliError, UsageError
@@ -109,7 +109,7 @@ class _Session:
 def _session(args: argparse.Namespace) -> _Session:
     settings = config.load(args)
     client = config.etcd_client(settings)
-    root = settings.etcd_prefix
+    root = settings.etcd.prefix
     return _Session(client, root, app_repositories(client, root))
 
 
@@ -742,6 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--replicas", type=_replicas, required=True, help="an integer >= 0")
     scale.add_argument("-n", "--namespace")
     _add_connection_args(scale)
+
+    cli_history.register(sub, _add_connection_args)
 
     verb("api-resources", "list the kinds labctl serves and their names", cmd_api_resources)
     verb("providers", "list the installed provider plug-ins and their settings", cmd_providers)

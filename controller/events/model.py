@@ -4,7 +4,7 @@ Events are written only by controllers (the EventRecorder), never applied by use
 model is lenient where the user-facing kinds are strict: unknown fields are ignored, so an
 older controller or `labctl` can still read Events a newer controller has written. An Event
 has no spec and no status (`status_field = None`): it is all data, and it expires with the
-etcd lease it is written with (settings.event_ttl after its last occurrence).
+etcd lease it is written with (settings.events.ttl after its last occurrence).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def setup_events(manager: Manager, settings: Settings) -> EventRecorder:
         manager.repository(EVENT),
         reporting_controller=REPORTING_CONTROLLER,
         reporting_instance=manager.identity,
-        event_ttl=settings.event_ttl,
+        event_ttl=settings.events.ttl,
         metrics=event_metrics_from(manager.options.reconcile_metrics),
     )
     manager.recorder = recorder

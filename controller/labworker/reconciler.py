@@ -150,7 +150,9 @@ class LabWorkerReconciler:
             decision = first if unchanged else self._decide(fresh, observation, now)
             applied.append((fresh.status.phase, decision))
             if decision.changed:
-                fresh.status = decision.status.model_copy(deep=True)
+                # The decision's status is its own (decide builds it on a private copy) and
+                # nothing changes it after this, so it is handed over rather than copied.
+                fresh.status = decision.status
                 fresh.metadata.finalizers = list(decision.finalizers)
 
         try:

@@ -27,7 +27,7 @@ CONTROLLER_NAME = "labworker"
 def setup_labworkers(manager: Manager, settings: Settings) -> LabWorkerReconciler:
     metrics = manager.options.reconcile_metrics
     provider = TracedProvider(
-        build_provider(settings, manager.client, manager.identity), settings.lab_provider
+        build_provider(settings, manager.client, manager.identity), settings.provider.name
     )
     wrapped: LabProvider = provider
     guard = manager.guard
@@ -49,7 +49,7 @@ def setup_labworkers(manager: Manager, settings: Settings) -> LabWorkerReconcile
         manager.repository(LABWORKER),
         wrapped,
         reader=read_cached,
-        intervals=replace(DEFAULT_INTERVALS, health_check=settings.health_check_interval),
+        intervals=replace(DEFAULT_INTERVALS, health_check=settings.provider.health_check_interval),
         metrics=metrics,
         controller=CONTROLLER_NAME,
         recorder=manager.recorder,
@@ -59,9 +59,9 @@ def setup_labworkers(manager: Manager, settings: Settings) -> LabWorkerReconcile
         .for_(LABWORKER)
         .with_options(
             ControllerOptions(
-                workers=settings.controller_workers,
-                base_delay=settings.retry_base_delay,
-                max_delay=settings.retry_max_delay,
+                workers=settings.reconcile.workers,
+                base_delay=settings.reconcile.retry_base_delay,
+                max_delay=settings.reconcile.retry_max_delay,
             )
         )
         .complete(reconciler.reconcile)
@@ -76,12 +76,12 @@ def build_provider(settings: Settings, client: EtcdClient, identity: str) -> Lab
     `labctl` prints as one `error:` line.
     """
     try:
-        plugin = plugins.find(settings.lab_provider)
+        plugin = plugins.find(settings.provider.name)
     except plugins.UnknownProvider as exc:
         raise ConfigError(str(exc)) from None
-    values = plugins.resolve_settings(plugin, settings.provider_settings)
+    values = plugins.resolve_settings(plugin, settings.provider.plugin_settings)
     context = plugins.ProviderContext(
-        settings=values, client=client, prefix=settings.etcd_prefix, identity=identity
+        settings=values, client=client, prefix=settings.etcd.prefix, identity=identity
     )
     try:
         provider = plugin.build(context)

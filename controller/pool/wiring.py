@@ -30,9 +30,9 @@ def setup_pools(
         .watches(LABWORKER, reconciler.pools_for_orphan)  # ownerless workers to adopt
         .with_options(
             ControllerOptions(
-                workers=max(1, min(settings.controller_workers, 4)),
-                base_delay=settings.retry_base_delay,
-                max_delay=settings.retry_max_delay,
+                workers=max(1, min(settings.reconcile.workers, 4)),
+                base_delay=settings.reconcile.retry_base_delay,
+                max_delay=settings.reconcile.retry_max_delay,
             )
         )
         .complete(reconciler.reconcile)

@@ -63,10 +63,10 @@ def setup_quotas(manager: Manager, settings: Settings) -> QuotaReconciler:
         .watches(LABWORKER, worker_to_quotas(informer.cache.keys))
         .with_options(
             ControllerOptions(
-                workers=min(QUOTA_WORKERS, settings.controller_workers),
+                workers=min(QUOTA_WORKERS, settings.reconcile.workers),
                 singleton=True,  # bookkeeping over every namespace: the leader's job
-                base_delay=settings.retry_base_delay,
-                max_delay=settings.retry_max_delay,
+                base_delay=settings.reconcile.retry_base_delay,
+                max_delay=settings.reconcile.retry_max_delay,
             )
         )
         .complete(reconciler.reconcile)

@@ -31,6 +31,7 @@ from controller.resources.selector import (
     SelectorError,
     parse_selector,
 )
+from controller.resources.tree_copy import tree_copy
 from controller.resources.validation import render_location, validation_errors
 
 __all__ = [
@@ -57,5 +58,6 @@ __all__ = [
     "parse_timestamp",
     "render_location",
     "set_condition",
+    "tree_copy",
     "validation_errors",
 ]

@@ -48,10 +48,13 @@ class Resource(CamelModel):
         )
 
     def to_storage_json(self) -> bytes:
-        """Same content as to_storage_dict, serialized in one step."""
-        return self.model_dump_json(
-            by_alias=True, exclude_none=True, exclude=_WITHOUT_RESOURCE_VERSION
-        ).encode()
+        """Same content and bytes as encode_document(to_storage_dict()), in one step.
+
+        Raises pydantic_core.PydanticSerializationError for a string that is not valid
+        Unicode (a lone surrogate)."""
+        return self.__pydantic_serializer__.to_json(
+            self, by_alias=True, exclude_none=True, exclude=_WITHOUT_RESOURCE_VERSION
+        )
 
     def user_fields(self) -> dict[str, Any]:
         """Everything users own (spec, for most kinds): all but metadata and status."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 from tenacity import (
     RetryError,
     Retrying,
@@ -44,6 +45,7 @@ from controller.resources import (
     Resource,
     now_rfc3339,
     parse_selector,
+    tree_copy,
     validation_errors,
 )
 from controller.resources.limits import (
@@ -193,18 +195,23 @@ class Repository(Generic[T]):
         Raises WriteRefused naming the field and the limit. Models are not re-validated when a
         mutate function assigns to them, so this is the one check every write passes through.
         """
-        doc = obj.to_storage_dict()
         try:
-            raw = encode_document(doc)
-        except UnicodeEncodeError:
-            raise WriteRefused(
-                key,
-                "invalid-object",
-                f"{unencodable_field(doc)} is not valid Unicode text (it holds a lone surrogate "
-                "such as '\\ud800'), so it cannot be stored as UTF-8",
-            ) from None
-        if len(raw) > MAX_VALUE_BYTES:
-            raise WriteRefused(key, "too-large", oversize_detail(doc, len(raw)))
+            raw = obj.to_storage_json()
+        except PydanticSerializationError:
+            raw = b""  # not valid Unicode: the slow path below names the field
+        if not raw or len(raw) > MAX_VALUE_BYTES:
+            doc = obj.to_storage_dict()
+            try:
+                raw = encode_document(doc)
+            except UnicodeEncodeError:
+                raise WriteRefused(
+                    key,
+                    "invalid-object",
+                    f"{unencodable_field(doc)} is not valid Unicode text (it holds a lone "
+                    "surrogate such as '\\ud800'), so it cannot be stored as UTF-8",
+                ) from None
+            if len(raw) > MAX_VALUE_BYTES:
+                raise WriteRefused(key, "too-large", oversize_detail(doc, len(raw)))
         try:
             decode_stored(key, raw, self.kind.model)
         except InvalidStoredValue as exc:
@@ -434,7 +441,7 @@ class Repository(Generic[T]):
         def apply(current: T) -> T:
             if uid is not None and current.metadata.uid != uid:
                 raise NotFound(f"{namespace}/{name} with uid {uid}")
-            draft = current.model_copy(deep=True)
+            draft = tree_copy(current)
             if draft.metadata.deletion_timestamp is None:
                 draft.metadata.deletion_timestamp = now_rfc3339()
             return draft
@@ -611,7 +618,7 @@ def _first_kv(result: TxnResult) -> KeyValue | None:
 
 
 def _mutated(current: T, mutate: Mutation[T]) -> T:
-    draft = current.model_copy(deep=True)
+    draft = tree_copy(current)
     replaced = mutate(draft)
     return replaced if replaced is not None else draft
 

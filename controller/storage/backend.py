@@ -88,7 +88,13 @@ def encode_document(value: Document | bytes) -> bytes:
     meta = value.get("metadata")
     if isinstance(meta, dict) and "resourceVersion" in meta:
         value = {**value, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        # pydantic-core writes the same compact UTF-8 as the json call below, ~4x faster.
+        return pydantic_core.to_json(value)
+    except pydantic_core.PydanticSerializationError:
+        # What it cannot write (a lone surrogate such as '\ud800'): json raises the usual
+        # UnicodeEncodeError, which callers report naming the field.
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def decode_document(kv: KeyValue, name: str) -> Document:

@@ -348,7 +348,7 @@ def test_setup_installs_an_unfenced_recorder_on_the_manager(
     # A leader elector that never campaigned: every fenced write of this manager would fail.
     elector = LeaderElector(client, f"{root}/leader/test", identity="replica-7")
     manager = Manager(client, ManagerOptions(root=root, reconcile_metrics=metrics), elector=elector)
-    settings = replace(config.load(None, {}), event_ttl=600)
+    settings = replace(config.load(None, {}), events=config.EventSettings(ttl=600))
     events.setup(manager, settings)
     recorder = manager.recorder
     assert isinstance(recorder, EventRecorder)

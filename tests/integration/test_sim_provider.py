@@ -630,7 +630,7 @@ def test_a_flag_beats_the_environment_which_beats_the_default(client: EtcdClient
     assert isinstance(sim, SimProvider)
     assert (sim.step_delay, sim.failure_rate, sim.audit_log) == (0.25, 0.125, None)
     assert "0.125" not in repr(settings) and "LAB_SIM_FAILURE_RATE" in repr(settings)
-    assert "provider_settings" not in settings.public()
+    assert "plugin_settings" not in settings.public()["provider"]
 
 
 def test_an_unknown_provider_is_a_config_error_listing_the_installed_ones(

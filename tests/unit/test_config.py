@@ -36,24 +36,22 @@ def test_flag_beats_env_beats_default() -> None:
     config.add_arguments(parser)
     env = {"CONTROLLER_WORKERS": "3", "ETCD_ENDPOINTS": "a:1,b:2"}
     s = config.load(parser.parse_args(["--controller-workers", "5"]), env)
-    assert s.controller_workers == 5
-    assert s.etcd_endpoints == [EndpointAddress("a", 1, False), EndpointAddress("b", 2, False)]
-    assert config.load(None, {}).controller_workers == 8
-    assert config.load(None, {"ETCD_HOST": "etcd", "ETCD_PORT": "2479"}).etcd_endpoints == [
-        EndpointAddress("etcd", 2479, False)
-    ]
-    assert config.load(None, {"ETCD_HOST": "::1"}).etcd_endpoints == [
-        EndpointAddress("::1", 2379, False)
-    ]
+    assert s.reconcile.workers == 5
+    assert s.etcd.endpoints == (EndpointAddress("a", 1, False), EndpointAddress("b", 2, False))
+    assert config.load(None, {}).reconcile.workers == 8
+    by_host = config.load(None, {"ETCD_HOST": "etcd", "ETCD_PORT": "2479"})
+    assert by_host.etcd.endpoints == (EndpointAddress("etcd", 2479, False),)
+    ipv6 = config.load(None, {"ETCD_HOST": "::1"})
+    assert ipv6.etcd.endpoints == (EndpointAddress("::1", 2379, False),)
 
 
 def test_the_scheme_of_an_endpoint_survives_loading() -> None:
     """https:// must reach the client as TLS, not be stripped to a plaintext host:port."""
     s = config.load(None, {"ETCD_ENDPOINTS": "https://e1:2379,https://[::1]:2380"})
-    assert s.etcd_endpoints == [
+    assert s.etcd.endpoints == (
         EndpointAddress("e1", 2379, True),
         EndpointAddress("::1", 2380, True),
-    ]
+    )
     client = config.etcd_client(s)
     assert [e.url for e in client._targets] == ["https://e1:2379", "https://[::1]:2380"]
 
@@ -64,6 +62,14 @@ def test_the_scheme_of_an_endpoint_survives_loading() -> None:
         ({"CONTROLLER_WORKERS": "0"}, "CONTROLLER_WORKERS"),
         ({"METRICS_PORT": "99999"}, "METRICS_PORT"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL / --log-level = 'verbose': must be one of"),
+        ({"HISTORY_RETENTION": "forever"}, "HISTORY_RETENTION.*expected a duration"),
+        ({"RESYNC_PERIOD": "-5m"}, "RESYNC_PERIOD.*must not be negative"),
+        ({"WATCH_IDLE_TIMEOUT": "0s"}, "WATCH_IDLE_TIMEOUT.*greater than 0"),
+        ({"EVENT_TTL": "1.5s"}, "EVENT_TTL.*whole number of seconds"),
+        ({"SHARD_COUNT": "many"}, "SHARD_COUNT.*whole number"),
+        ({"LEADER_ELECT": "maybe"}, "LEADER_ELECT.*true or false"),
+        ({"ETCD_PORT": "http"}, "ETCD_PORT.*TCP port"),
         ({"ETCD_CERT": "/c.pem"}, "ETCD_KEY"),
         ({"ETCD_USERNAME": "u"}, "ETCD_PASSWORD"),
         ({"ETCD_ENDPOINTS": "https://a:1,http://b:2"}, "ETCD_ENDPOINTS"),
@@ -78,18 +84,41 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
         config.load(None, env)
 
 
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("250ms", 0.25), ("90", 90)],
+)
+def test_durations_take_units_or_plain_seconds(text: str, seconds: float) -> None:
+    loaded = config.load(None, {"HISTORY_RETENTION": text, "RESYNC_PERIOD": text})
+    assert loaded.history.retention == loaded.reconcile.resync_period == seconds
+    assert config.load(None, {"EVENT_TTL": "1h"}).events.ttl == 3600
+
+
+def test_each_setting_is_declared_once_in_a_group() -> None:
+    """The flag, the variable and the attribute come from one declaration."""
+    s = config.load(None, {"LEADER_ELECT": "true", "SHARD_COUNT": "16", "LOG_LEVEL": "debug"})
+    assert (s.leader.elect, s.sharding.count, s.log.level) == (True, 16, "DEBUG")
+    envs = [d.env for d in config.SETTINGS]
+    assert len(envs) == len(set(envs))
+    for declared in config.SETTINGS:
+        group = getattr(s, declared.group)
+        assert hasattr(group, declared.name), declared.path
+        assert declared.flag == "--" + declared.env.lower().replace("_", "-")
+    assert {d.group for d in config.SETTINGS} == set(s.public())
+
+
 def test_secrets_never_show_in_repr_or_public_view() -> None:
     env = {"ETCD_USERNAME": "u", "ETCD_PASSWORD": "pa55-word"}
     s = config.load(None, env)
     assert "pa55-word" not in repr(s)
-    assert "etcd_password" not in s.public()
+    assert "password" not in s.public()["etcd"]
 
 
 def test_password_file_is_read_at_load(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("pa55-word\n")
     s = config.load(None, {"ETCD_USERNAME": "u", "ETCD_PASSWORD_FILE": str(secret)})
-    assert s.etcd_password == "pa55-word"  # the trailing newline is not part of it
+    assert s.etcd.password == "pa55-word"  # the trailing newline is not part of it
     assert "pa55-word" not in repr(s)
     assert "pa55-word" not in str(s.public())
 

@@ -23,6 +23,7 @@ from controller.resources import (
     format_timestamp,
     parse_timestamp,
     set_condition,
+    tree_copy,
 )
 
 
@@ -48,7 +49,7 @@ class Draft:
         self.now = format_timestamp(now)
         self.intervals = intervals
         self.generation = worker.metadata.generation
-        self.status = worker.status.model_copy(deep=True)
+        self.status = tree_copy(worker.status)
         self.finalizers = list(worker.metadata.finalizers)
         self.requeue_after: float | None = None
         self.summary = ""
