@@ -117,7 +117,7 @@ def test_every_dashboard_and_alert_query_evaluates_against_a_live_controller(
     try:
         wait_until(prometheus.scraped, timeout=30, what="a successful scrape")
         # Written after the first scrape, so rate() sees the reconciles they cause.
-        repos = repositories(client, running.settings.etcd_prefix)
+        repos = repositories(client, running.settings.etcd.prefix)
         repos.for_kind(LABQUOTA).create(
             LabQuota.model_validate(
                 {

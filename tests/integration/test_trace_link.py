@@ -82,7 +82,7 @@ def test_a_reconcile_links_to_the_trace_of_the_write_that_caused_it(
     assert app.manager.started.wait(30)
     client = connect(etcd.endpoint)
     try:
-        cli = repositories(client, app.settings.etcd_prefix).for_kind(LABWORKER)
+        cli = repositories(client, app.settings.etcd.prefix).for_kind(LABWORKER)
         with provider.get_tracer("labctl").start_as_current_span("labctl apply") as apply_span:
             traceparent = current_traceparent()
             assert traceparent is not None
