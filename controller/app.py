@@ -152,6 +152,8 @@ def build_app(settings: Settings) -> App:
             resync_period=settings.reconcile.resync_period,
             watch_idle_timeout=settings.watch.idle_timeout,
             controller_workers=settings.reconcile.workers,
+            priority_queue=settings.queue.priority,
+            priority_aging=settings.queue.aging,
             informer_metrics=metrics,
             reconcile_metrics=metrics,
             workqueue_metrics=WorkqueueMetrics(registry),

@@ -54,6 +54,8 @@ DEFAULT_EVENT_TTL = 3600
 DEFAULT_QUEUE_SIZE = 1000
 """client-go's broadcaster queues 1000 events per watcher before it drops."""
 _NAME_ATTEMPTS = 3
+WRITE_BATCH = 64
+"""Events written per transaction at most (etcd allows 128 operations per transaction)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,10 +298,10 @@ class EventRecorder:
                     return
                 if self._closed and time.monotonic() >= self._deadline:
                     break
-                item = self._queue.popleft()
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), WRITE_BATCH))]
                 self._busy = True
             try:
-                self._write(item)
+                self._write_batch(batch)
             finally:
                 with self._cond:
                     self._busy = False
@@ -323,6 +325,67 @@ class EventRecorder:
                 extra={"dropped_events": left},
             )
 
+    def _write_batch(self, items: list[_Occurrence]) -> None:
+        """Write what queued up meanwhile: repeats of a remembered Event one CAS each; new
+        Events — after folding repeats within the batch into one (count > 1) — all in ONE
+        transaction, so a burst costs a round trip per batch, not per Event. Never raises."""
+        fresh: dict[AggregationKey, tuple[Event, list[_Occurrence]]] = {}
+        for item in items:
+            if item.key in fresh:
+                event, folded = fresh[item.key]
+                event.count += 1
+                event.last_timestamp = max(event.last_timestamp, item.timestamp)
+                folded.append(item)
+            elif self._recent.get(item.key) is not None:
+                self._write(item)
+            else:
+                name = event_name(item.ref.name, item.nanoseconds)
+                try:
+                    fresh[item.key] = (self._new_event(name, item), [item])
+                except ValidationError as exc:
+                    self._write_failed(item, name, exc)
+        if len(fresh) == 1:
+            ((event, folded),) = fresh.values()
+            self._create_one(event, folded)
+        elif fresh:
+            self._create_together(list(fresh.values()))
+
+    def _create_together(self, pending: list[tuple[Event, list[_Occurrence]]]) -> None:
+        events = [event for event, _ in pending]
+        try:
+            stored = self._with_lease(
+                lambda lease: self._repository.create_all(events, lease=lease)
+            )
+        except Exception as exc:
+            maybe = isinstance(exc, Unavailable) and exc.maybe_applied
+            for event, folded in pending:
+                if maybe:  # may be stored: a repeat finds out (count + 1, or NotFound → new)
+                    self._recent.put(folded[0].key, event.metadata.name)
+                for item in folded:
+                    self._write_failed(item, event.metadata.name, exc)
+            return
+        if stored is None:  # a name was taken (another replica, same nanosecond): one by one
+            for event, folded in pending:
+                self._create_one(event, folded)
+            return
+        for event, folded in pending:
+            self._stored(event, folded)
+
+    def _create_one(self, event: Event, folded: list[_Occurrence]) -> None:
+        try:
+            self._create(event, folded)
+        except Exception as exc:
+            for item in folded:
+                self._write_failed(item, event.metadata.name, exc)
+
+    def _stored(self, event: Event, folded: list[_Occurrence]) -> None:
+        self._recent.put(folded[0].key, event.metadata.name)
+        self._count("recorded")
+        self._metrics.event_recorded(folded[0].type)
+        for item in folded[1:]:
+            self._count("aggregated")
+            self._metrics.event_aggregated(item.type)
+
     def _write(self, item: _Occurrence) -> None:
         """Aggregate into the remembered Event, or create one. Never raises."""
         name = self._recent.get(item.key)
@@ -332,7 +395,7 @@ class EventRecorder:
                     return
                 self._recent.pop(item.key)  # expired (or deleted): a new Event starts over
             name = event_name(item.ref.name, item.nanoseconds)
-            self._create(name, item)
+            self._create(self._new_event(name, item), [item])
         except Exception as exc:
             if isinstance(exc, InvalidObject):  # the stored Event is unreadable: start anew
                 self._recent.pop(item.key)
@@ -358,9 +421,9 @@ class EventRecorder:
         self._metrics.event_aggregated(item.type)
         return True
 
-    def _create(self, name: str, item: _Occurrence) -> None:
+    def _new_event(self, name: str, item: _Occurrence) -> Event:
         ref, timestamp = item.ref, item.timestamp
-        event = Event(
+        return Event(
             metadata=ObjectMeta(name=name, namespace=ref.namespace),
             involved_object=InvolvedObject(
                 api_version=ref.api_version,
@@ -378,6 +441,10 @@ class EventRecorder:
             reporting_controller=self.reporting_controller,
             reporting_instance=self.reporting_instance,
         )
+
+    def _create(self, event: Event, folded: list[_Occurrence]) -> None:
+        """Create one Event (the first of `folded`, counting the rest). Raises."""
+        ref = folded[0].ref
         for attempt in range(_NAME_ATTEMPTS):
             try:
                 self._with_lease(lambda lease: self._repository.create(event, lease=lease))
@@ -390,11 +457,9 @@ class EventRecorder:
             except Unavailable as exc:
                 if exc.maybe_applied:
                     # It may be stored: a repeat will find out (count + 1, or NotFound → new).
-                    self._recent.put(item.key, event.metadata.name)
+                    self._recent.put(folded[0].key, event.metadata.name)
                 raise
-            self._recent.put(item.key, event.metadata.name)
-            self._count("recorded")
-            self._metrics.event_recorded(item.type)
+            self._stored(event, folded)
             return
 
     def _with_lease(self, write: Callable[[int], R]) -> R:

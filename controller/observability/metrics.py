@@ -404,33 +404,19 @@ class ControllerMetrics:
         self._last_event.record(resource)
 
 
-class PriorityDepth:
-    """``workqueue_depth`` of one queue split by item priority (controller-runtime's
-    ``DepthMetricWithPriority``): a priority queue counts each item under its priority."""
-
-    def __init__(self, depth: Gauge, name: str) -> None:
-        self._depth = depth
-        self._name = name
-
-    def inc(self, priority: int) -> None:
-        self._depth.labels(self._name, self._name, str(priority)).inc()
-
-    def dec(self, priority: int) -> None:
-        self._depth.labels(self._name, self._name, str(priority)).dec()
-
-
 class WorkqueueMetrics:
     """client-go workqueue metrics labelled as controller-runtime labels them.
 
     ``name`` and ``controller`` both carry the queue's name (a controller's queue is named
-    after it), and ``workqueue_depth`` adds ``priority``: empty for a plain queue, the item's
-    priority for a priority queue (``new_depth_metric_with_priority``).
+    after it), and ``workqueue_depth`` adds ``priority``: empty for a plain queue, ``high`` /
+    ``low`` for a priority queue (``new_depth_metric_with_priority``).
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         _without_created_series()
         r = registry
         labels = ["name", "controller"]
+        # "priority" is "high"/"low" for a priority queue, empty for a FIFO one.
         self._depth = Gauge(
             "workqueue_depth",
             "Current depth of workqueue by workqueue and priority",
@@ -485,8 +471,8 @@ class WorkqueueMetrics:
     def new_depth_metric(self, name: str, /) -> Gauge:
         return self._depth.labels(name, name, "")
 
-    def new_depth_metric_with_priority(self, name: str, /) -> PriorityDepth:
-        return PriorityDepth(self._depth, name)
+    def new_depth_metric_with_priority(self, name: str, priority: str, /) -> Gauge:
+        return self._depth.labels(name, name, priority)
 
     def new_adds_metric(self, name: str, /) -> Counter:
         return self._adds.labels(name, name)

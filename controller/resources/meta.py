@@ -11,8 +11,9 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from controller.resources.names import (
@@ -137,6 +138,40 @@ NamespaceName = Annotated[
         }
     ),
 ]
+
+
+def _resource_version_in(value: object) -> object:
+    """A string on the wire, as in Kubernetes; an int is still accepted (older manifests)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return value
+
+
+def _check_resource_version(value: int) -> int:
+    if value < 1:
+        raise PydanticCustomError(
+            "resource_version", "{reason}", {"reason": "a resourceVersion is a revision >= 1"}
+        )
+    return value
+
+
+ResourceVersion = Annotated[
+    int,
+    BeforeValidator(_resource_version_in),
+    AfterValidator(_check_resource_version),
+    PlainSerializer(str, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[1-9][0-9]*$",
+            "description": "The etcd mod_revision of the key, filled in on read; never "
+            "stored. A string, as in Kubernetes; a manifest carrying it makes `apply` a "
+            "compare-and-swap (a stale one is a conflict).",
+        }
+    ),
+]
+"""An int in code (it is compared with etcd revisions); a decimal string in JSON and YAML."""
+
 Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
 Annotations = Annotated[dict[str, str], AfterValidator(_check_annotation_keys)]
 Finalizers = Annotated[list[str], AfterValidator(_check_finalizers)]
@@ -181,11 +216,7 @@ class ObjectMeta(CamelModel):
         description="Owners of this object; absent (not empty) when it has none, so objects "
         "without owners store no extra bytes.",
     )
-    resource_version: int | None = Field(
-        default=None,
-        ge=1,
-        description="The etcd mod_revision of the key, filled in on read; never stored.",
-    )
+    resource_version: ResourceVersion | None = None
 
     @property
     def namespaced_name(self) -> str:

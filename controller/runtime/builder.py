@@ -76,7 +76,11 @@ class Builder:
         m = manager.options
         options = self._options or ControllerOptions(workers=m.controller_workers)
         options = replace(
-            options, metrics=m.reconcile_metrics, workqueue_metrics=m.workqueue_metrics
+            options,
+            priority_queue=m.priority_queue,
+            priority_aging=m.priority_aging,
+            metrics=m.reconcile_metrics,
+            workqueue_metrics=m.workqueue_metrics,
         )
         controller = Controller(self._name, self._for.kind, reconcile, options)
         for kind, mapper in self._sources:

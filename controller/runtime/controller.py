@@ -6,7 +6,8 @@ function for `watches`), so one controller can be fed by several kinds and sever
 controllers can share one informer.
 
 controller-runtime's semantics: a key queued many times is reconciled once; a key is never
-reconciled by two workers at once; failures retry with per-key exponential backoff under an
+reconciled by two workers at once; what users wrote is reconciled before background work
+(initial list, resync, the controller's own status writes) without starving it; failures retry with per-key exponential backoff under an
 overall rate limit; `Result.after(s)` requeues after a delay; a `TerminalError` is recorded
 and not retried. An exception that escapes a reconcile ("panic") is logged with the key,
 counted and retried: it never kills a worker thread.
@@ -38,6 +39,9 @@ from controller.runtime.informer import EventKind, Informer, InformerEvent
 from controller.runtime.result import ReconcileError, Result, TerminalError
 from controller.runtime.workqueue import (
     NOOP_WORKQUEUE_METRICS,
+    Priority,
+    PriorityQueue,
+    RateLimiter,
     RateLimitingQueue,
     ShutDown,
     WorkqueueMetrics,
@@ -114,6 +118,10 @@ class ControllerOptions:
     burst: int = 300
     stuck_after: float = 600.0
     """A reconcile running longer than this makes the controller report itself unhealthy."""
+    priority_queue: bool = True
+    """Reconcile users' changes before background work; False: one FIFO queue."""
+    priority_aging: float = 5.0
+    """Background work waiting longer than this is served alternately with users' changes."""
     singleton: bool = False
     """With sharding: run only on the elected leader over ALL keys (quota bookkeeping), instead
     of on every replica over its shards."""
@@ -124,6 +132,34 @@ class ControllerOptions:
 def own_key(event: InformerEvent[Any]) -> Iterable[ObjectKey]:
     """`for_`: the object's own key."""
     return (ObjectKey.parse(event.key),)
+
+
+def event_priority(event: InformerEvent[Any]) -> Priority | None:
+    """HIGH for what a user wrote, LOW for work that can wait (docs/architecture.md, Work
+    queue): the initial list and resyncs hand over every object again. New and deleted
+    objects are a user's doing; so is a MODIFIED that changed the generation (spec), the
+    deletion or labels. Any other MODIFIED is the controller's own write (status,
+    finalizers, owners) coming back: None, it continues the work that wrote it at that
+    work's priority — a user's new worker stays HIGH through every step it takes, and the
+    background sweep's writes stay LOW."""
+    if event.background:
+        return Priority.LOW
+    if event.kind is not EventKind.MODIFIED:
+        return Priority.HIGH
+    return Priority.HIGH if user_changed(event.previous, event.obj) else None
+
+
+def user_changed(previous: Any, current: Any) -> bool:
+    """Whether a cached object's change is one only users make: spec (the generation), a
+    deletion, labels. The controller writes status, finalizers and ownerReferences only."""
+    try:
+        return bool(
+            current.generation != previous.generation
+            or (current.deleting and not previous.deleting)
+            or current.labels != previous.labels
+        )
+    except AttributeError:  # no previous copy, or objects that do not say: assume a user
+        return True
 
 
 class Controller:
@@ -148,11 +184,16 @@ class Controller:
         self.observers: list[ReconcileObserver] = []
         self._reconcile = reconcile
         self.metrics = opts.metrics
-        self.queue: RateLimitingQueue[ObjectKey] = RateLimitingQueue(
-            default_controller_rate_limiter(opts.base_delay, opts.max_delay, opts.qps, opts.burst),
-            name=name,
-            metrics=opts.workqueue_metrics,
+        limiter: RateLimiter[ObjectKey] = default_controller_rate_limiter(
+            opts.base_delay, opts.max_delay, opts.qps, opts.burst
         )
+        self.queue: RateLimitingQueue[ObjectKey]
+        if opts.priority_queue:
+            self.queue = PriorityQueue(
+                limiter, name=name, metrics=opts.workqueue_metrics, aging=opts.priority_aging
+            )
+        else:
+            self.queue = RateLimitingQueue(limiter, name=name, metrics=opts.workqueue_metrics)
         self._trigger_revision: dict[ObjectKey, int] = {}
         self._trigger_traceparent: dict[ObjectKey, str] = {}
         self._threads: list[threading.Thread] = []
@@ -162,9 +203,11 @@ class Controller:
     # -- event intake ----------------------------------------------------------------------
 
     def watch(self, informer: Informer[Any], mapper: EventMapper = own_key) -> None:
-        """Feed the queue from `informer`: each event becomes the keys `mapper` names."""
+        """Feed the queue from `informer`: each event becomes the keys `mapper` names, at
+        the event's priority (an owner's key too: its dependent's change is its change)."""
 
         def on_event(event: InformerEvent[Any]) -> None:
+            priority = event_priority(event)
             # The writer's trace context, if it left one in the object (record.py keeps it).
             traceparent = getattr(event.obj, "traceparent", None)
             for key in mapper(event):
@@ -174,12 +217,22 @@ class Controller:
                         self._trigger_traceparent[key] = traceparent
                     else:
                         self._trigger_traceparent.pop(key, None)
-                self.queue.add(key)
+                self._add(key, priority)
 
         informer.add_handler(on_event)
 
-    def enqueue(self, key: ObjectKey) -> None:
-        self.queue.add(key)
+    def enqueue(self, key: ObjectKey, priority: Priority = Priority.HIGH) -> None:
+        self._add(key, priority)
+
+    def _add(self, key: ObjectKey, priority: Priority | None) -> None:
+        """`priority` None: as the key was last handed out (see `event_priority`)."""
+        queue = self.queue
+        if not isinstance(queue, PriorityQueue):
+            queue.add(key)
+        elif priority is None:
+            queue.add_as_before(key)
+        else:
+            queue.add(key, priority)
 
     # -- lifecycle -------------------------------------------------------------------------
 

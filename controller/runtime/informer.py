@@ -73,6 +73,14 @@ class InformerEvent(Generic[T]):
     """The etcd revision of the change (for tracing: which write triggered the reconcile)."""
     synthetic: bool = False
     """True for DELETEs inferred by a relist and for RESYNCs (no etcd event behind them)."""
+    background: bool = False
+    """True for the initial list, RESYNCs and a sharded replica's refilter (objects
+    entering or leaving its view): objects handed over, not changes, so a controller may
+    let them wait behind changes (docs/architecture.md, Work queue). A relist after
+    compaction hands over only what changed while the watch was down: not background."""
+    previous: T | None = None
+    """The cached object this MODIFIED replaced: what changed tells a user's write (spec,
+    deletion) from the controller's own (status)."""
 
 
 Handler = Callable[[InformerEvent[T]], None]
@@ -308,13 +316,23 @@ class Informer(Generic[T]):
         if reason != "initial":
             self.metrics.relist(self.name, reason)
         self._report_size()
+        # Only a relist after compaction hands over changes (missed by the watch); the
+        # initial list and a refilter hand over objects that merely enter or leave our view.
+        background = reason != "compacted"
         for key, last in vanished.items():
-            self._dispatch(InformerEvent(EventKind.DELETED, key, last, revision, synthetic=True))
+            self._dispatch(
+                InformerEvent(
+                    EventKind.DELETED, key, last, revision, synthetic=True, background=background
+                )
+            )
         for key, obj in fresh.items():
+            before = previous.get(key)
             kind = EventKind.MODIFIED if key in previous else EventKind.ADDED
-            if kind is EventKind.MODIFIED and previous.get(key) == obj:
+            if kind is EventKind.MODIFIED and before == obj:
                 continue
-            self._dispatch(InformerEvent(kind, key, obj, revision))
+            self._dispatch(
+                InformerEvent(kind, key, obj, revision, background=background, previous=before)
+            )
         self._synced.set()
         log.info(
             "informer %s: listed %d objects under %s at revision %d in %.2fs (%s)",
@@ -386,7 +404,14 @@ class Informer(Generic[T]):
                     self._advanced.notify_all()
                 if last is not None:
                     self._dispatch(
-                        InformerEvent(EventKind.DELETED, key, last, ev.revision, synthetic=True)
+                        InformerEvent(
+                            EventKind.DELETED,
+                            key,
+                            last,
+                            ev.revision,
+                            synthetic=True,
+                            background=True,
+                        )
                     )
                 continue
             obj = self._decode_or_report(ev.kv)
@@ -397,17 +422,21 @@ class Informer(Generic[T]):
                     # Now unreadable: stop acting on the stale copy, but it is NOT a deletion.
                     self.cache.delete(key)
                     continue
-                existed = self.cache.get(key) is not None
+                last = self.cache.get(key)
                 self.cache.update(key, obj)
-            kind = EventKind.MODIFIED if existed else EventKind.ADDED
-            self._dispatch(InformerEvent(kind, key, obj, ev.revision))
+            kind = EventKind.MODIFIED if last is not None else EventKind.ADDED
+            self._dispatch(InformerEvent(kind, key, obj, ev.revision, previous=last))
         self._report_size()
 
     def _resync(self) -> None:
         for key in self.cache.keys():  # noqa: SIM118 - an Indexer, not a dict
             obj = self.cache.get(key)
             if obj is not None:
-                self._dispatch(InformerEvent(EventKind.RESYNC, key, obj, self.revision, True))
+                self._dispatch(
+                    InformerEvent(
+                        EventKind.RESYNC, key, obj, self.revision, synthetic=True, background=True
+                    )
+                )
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -71,6 +71,11 @@ class ManagerOptions:
     """A stream without proof of life this long is reopened."""
     controller_workers: int = 8
     """Default worker threads per controller."""
+    priority_queue: bool = True
+    """Every controller reconciles users' changes before background work (initial list,
+    resync, its own status writes); False: one FIFO queue per controller."""
+    priority_aging: float = 5.0
+    """Background work waiting longer than this is served alternately with users' changes."""
     informer_metrics: InformerMetrics = NOOP_INFORMER_METRICS
     reconcile_metrics: ReconcileMetrics = NOOP_RECONCILE_METRICS
     workqueue_metrics: WorkqueueMetrics = NOOP_WORKQUEUE_METRICS

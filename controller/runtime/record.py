@@ -77,6 +77,11 @@ class Record(Generic[T]):
     controller: OwnerRef | None
     fields: tuple[str, ...]
     """Values of `kind.field_indexes`, in its order."""
+    generation: int
+    """Bumped by user writes of spec only: with `deleting`, tells a user's change from the
+    controller's status write (work queue priority, docs/architecture.md)."""
+    deleting: bool
+    """deletionTimestamp is set."""
     handover: Handover[T] | None = None
     """Where the model validated for this record may wait for its first reader."""
     traceparent: str | None = None
@@ -123,6 +128,8 @@ def record_decoder(kind: Kind[T], handover: Handover[T] | None = None) -> Decode
             owner_uids=tuple(r.uid for r in meta.owner_references or ()),
             controller=OwnerRef(intern(ref.kind), ref.name, ref.uid) if ref else None,
             fields=tuple(intern(get(obj)) for get in getters),
+            generation=meta.generation,
+            deleting=meta.deletion_timestamp is not None,
             handover=waiting,
             traceparent=meta.annotations.get(TRACEPARENT_ANNOTATION) if meta.annotations else None,
         )

@@ -56,6 +56,7 @@ from controller.resources.limits import (
     unencodable_field,
 )
 from controller.storage import (
+    MAX_BATCH_OPS,
     AlreadyExists,
     Compare,
     Conflict,
@@ -284,24 +285,8 @@ class Repository(Generic[T]):
         attaches the key to an etcd lease (it vanishes when the lease expires); `fenced` adds
         the owner's fencing compares (a controller creating dependents).
         """
-        meta = obj.metadata.model_copy(
-            update={
-                # Always a new uid, as the API server does: a manifest saved with `get -o
-                # yaml` and applied again after a delete is a new object, and a uid is every
-                # provider's idempotency token (EC2 would hand back the terminated instance).
-                "uid": str(uuid.uuid4()),
-                "creation_timestamp": now_rfc3339(),
-                "generation": 1,
-                "resource_version": None,
-                "deletion_timestamp": None,
-            }
-        )
-        update: dict[str, Any] = {"metadata": meta}
-        if obj.status_field:
-            update[obj.status_field] = (
-                type(obj).model_fields[obj.status_field].get_default(call_default_factory=True)
-            )
-        fresh = obj.model_copy(update=update)
+        fresh = self._new(obj)
+        meta = fresh.metadata
         key = ObjectKey(meta.namespace, meta.name)
         text = str(key)
         raw = self.storable(text, fresh)
@@ -328,45 +313,112 @@ class Repository(Generic[T]):
             f"{self.max_conflict_retries} attempts to create it; try again"
         )
 
-    def apply(self, obj: T) -> tuple[T, str]:
+    def create_all(self, objs: Sequence[T], *, lease: int = 0) -> builtins.list[T] | None:
+        """Store several new objects in ONE transaction (each as `create` would): all or none.
+
+        None when a name was taken (nothing was written: the caller creates them one by one
+        to learn which). For kinds without admission plug-ins (Events: a burst of them costs
+        one round trip instead of one each); at most MAX_BATCH_OPS objects.
+        """
+        if self.admission:
+            raise ValueError(f"{self.kind.kind}: create_all skips admission; use create")
+        if len(objs) > MAX_BATCH_OPS:
+            raise ValueError(f"at most {MAX_BATCH_OPS} objects per transaction")
+        prepared = []
+        for obj in objs:
+            fresh = self._new(obj)
+            key = ObjectKey(fresh.metadata.namespace, fresh.metadata.name)
+            prepared.append((fresh, self.etcd_key(key), self.storable(str(key), fresh)))
+        result = self.client.txn(
+            [Compare.absent(etcd_key) for _, etcd_key, _ in prepared],
+            [Op.put(etcd_key, raw, lease) for _, etcd_key, raw in prepared],
+            [],
+        )
+        if not result.succeeded:
+            return None
+        for fresh, _, _ in prepared:
+            fresh.metadata.resource_version = result.revision
+        return [fresh for fresh, _, _ in prepared]
+
+    def _new(self, obj: T) -> T:
+        """`obj` as `create` stores it: fresh uid, creationTimestamp, generation 1, no status."""
+        meta = obj.metadata.model_copy(
+            update={
+                # Always a new uid, as the API server does: a manifest saved with `get -o
+                # yaml` and applied again after a delete is a new object, and a uid is every
+                # provider's idempotency token (EC2 would hand back the terminated instance).
+                "uid": str(uuid.uuid4()),
+                "creation_timestamp": now_rfc3339(),
+                "generation": 1,
+                "resource_version": None,
+                "deletion_timestamp": None,
+            }
+        )
+        update: dict[str, Any] = {"metadata": meta}
+        if obj.status_field:
+            update[obj.status_field] = (
+                type(obj).model_fields[obj.status_field].get_default(call_default_factory=True)
+            )
+        return obj.model_copy(update=update)
+
+    def apply(self, obj: T, *, dry_run: bool = False) -> tuple[T, str]:
         """Create `obj`, or update what users own if it exists: `labctl apply`.
 
         Returns the stored object and what happened: created, configured or unchanged. A
         manifest carrying `metadata.resourceVersion` is a precondition: a newer stored object
-        raises Conflict instead of being overwritten."""
+        raises Conflict instead of being overwritten. `dry_run` does everything but the
+        write — the precondition, the limits, the admission plug-ins' checks (a quota) — and
+        returns the object as it would be stored (`apply --dry-run=server`, `diff`)."""
         wanted = obj.metadata.resource_version
+        key = ObjectKey(obj.metadata.namespace, obj.metadata.name)
+        if dry_run:
+            return self._plan_apply(obj)
         if wanted is None:
             try:
                 return self.create(obj), "created"
             except AlreadyExists:
                 pass
-        elif self.get(obj.metadata.namespace, obj.metadata.name) is None:
+        elif self.get_by_key(key) is None:
             # The manifest names a version of an object that no longer exists: recreating it
             # silently would undo a delete someone made after the manifest was read.
-            key = ObjectKey(obj.metadata.namespace, obj.metadata.name)
             raise Conflict(self.etcd_key(key), wanted, None)
-
-        def replace(current: T) -> T:
-            if wanted is not None and current.metadata.resource_version != wanted:
-                raise Conflict(
-                    self.etcd_key(ObjectKey(current.metadata.namespace, current.metadata.name)),
-                    wanted,
-                    None,
-                )
-            update = {
-                name: value.model_copy(deep=True) if hasattr(value, "model_copy") else value
-                for name, value in obj.user_fields().items()
-            }
-            draft = current.model_copy(update=update, deep=True)
-            draft.metadata.labels = dict(obj.metadata.labels)
-            draft.metadata.annotations = dict(obj.metadata.annotations)
-            if obj.metadata.owner_references:
-                draft.metadata.owner_references = list(obj.metadata.owner_references)
-            return draft
-
-        result = self.update_spec(obj.metadata.namespace, obj.metadata.name, replace)
+        result = self.update_spec(key.namespace, key.name, lambda c: self._applied(c, obj))
         assert result.object is not None
         return result.object, "configured" if result.written else "unchanged"
+
+    def _plan_apply(self, obj: T) -> tuple[T, str]:
+        key = ObjectKey(obj.metadata.namespace, obj.metadata.name)
+        current = self.get_by_key(key)
+        if current is None:
+            if obj.metadata.resource_version is not None:
+                raise Conflict(self.etcd_key(key), obj.metadata.resource_version, None)
+            fresh = self._new(obj)
+            self.storable(str(key), fresh)
+            self._admit(lambda a: a.on_create(fresh))
+            return fresh, "created"
+        draft = self._spec_draft(current, lambda c: self._applied(c, obj))
+        if draft == current:
+            return current, "unchanged"
+        self.storable(str(key), draft)
+        self._admit_update(current, draft)
+        return draft, "configured"
+
+    def _applied(self, current: T, obj: T) -> T:
+        """`current` with what users own taken from the manifest `obj` (apply's merge)."""
+        wanted = obj.metadata.resource_version
+        if wanted is not None and current.metadata.resource_version != wanted:
+            key = ObjectKey(current.metadata.namespace, current.metadata.name)
+            raise Conflict(self.etcd_key(key), wanted, None)
+        update = {
+            name: value.model_copy(deep=True) if hasattr(value, "model_copy") else value
+            for name, value in obj.user_fields().items()
+        }
+        draft = current.model_copy(update=update, deep=True)
+        draft.metadata.labels = dict(obj.metadata.labels)
+        draft.metadata.annotations = dict(obj.metadata.annotations)
+        if obj.metadata.owner_references:
+            draft.metadata.owner_references = list(obj.metadata.owner_references)
+        return draft
 
     def update_spec(
         self,
@@ -382,23 +434,31 @@ class Repository(Generic[T]):
         `fenced`: a controller writing its dependents' spec (a pool scaling down).
         `lease`: the key is (re)attached to this lease (an Event's TTL restarts)."""
 
-        def apply(current: T) -> T:
-            draft = _mutated(current, mutate)
-            if current.status_field:
-                setattr(draft, current.status_field, current.status_value())
-            meta, old = draft.metadata, current.metadata
-            meta.uid = old.uid
-            meta.creation_timestamp = old.creation_timestamp
-            meta.finalizers = old.finalizers
-            meta.deletion_timestamp = old.deletion_timestamp
-            meta.generation = old.generation
-            if draft.user_fields() != current.user_fields():
-                meta.generation = old.generation + 1
-            return draft
-
         return self._update(
-            ObjectKey(namespace, name), apply, fenced=fenced, admit=True, lease=lease
+            ObjectKey(namespace, name),
+            lambda current: self._spec_draft(current, mutate),
+            fenced=fenced,
+            admit=True,
+            lease=lease,
         )
+
+    @staticmethod
+    def _spec_draft(current: T, mutate: Mutation[T]) -> T:
+        """`mutate`'s result with everything but the user's fields kept from `current`, and
+        generation bumped only if the user's fields changed (labels, annotations never)."""
+        draft = _mutated(current, mutate)
+        if current.status_field:
+            setattr(draft, current.status_field, current.status_value())
+        meta, old = draft.metadata, current.metadata
+        meta.uid = old.uid
+        meta.creation_timestamp = old.creation_timestamp
+        meta.finalizers = old.finalizers
+        meta.deletion_timestamp = old.deletion_timestamp
+        meta.generation = old.generation
+        meta.resource_version = old.resource_version
+        if draft.user_fields() != current.user_fields():
+            meta.generation = old.generation + 1
+        return draft
 
     def update_status(
         self,

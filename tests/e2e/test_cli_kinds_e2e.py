@@ -342,7 +342,7 @@ def test_an_unknown_type_is_one_error_line_naming_the_known_types(shared_etcd: E
     usage = one_error(ctl(etcd, "get", "lw", "-o", "table"), "argument -o/--output", code=2)
     assert "labctl get --help" in usage
     listed = ok(etcd, "api-resources").splitlines()
-    assert listed[0].split() == ["NAME", "SHORTNAMES", "APIVERSION", "KIND"]
+    assert listed[0].split() == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
     assert [line.split()[0] for line in listed[1:]] == sorted(k.plural for k in REGISTRY)
 
 

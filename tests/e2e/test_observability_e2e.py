@@ -13,7 +13,6 @@ from tests.e2e.otlp_receiver import OtlpReceiver
 from tests.etcdproc import EtcdProcess, wait_until
 
 REQUIRED_LOG_FIELDS = ("timestamp", "level", "logger", "event")
-LABWORKER_QUEUE = '{controller="labworker",name="labworker",priority=""}'  # as rendered
 
 
 @pytest.fixture
@@ -40,6 +39,12 @@ def metric_samples(text: str, name: str) -> dict[str, float]:
     return out
 
 
+def labworker_depth(text: str) -> float:
+    """The labworker queue's depth, summed over its priorities."""
+    depths = metric_samples(text, "workqueue_depth")
+    return sum(v for k, v in depths.items() if 'name="labworker"' in k)
+
+
 def test_logs_traces_and_metrics_of_a_short_run(
     etcd: EtcdProcess, controller: ControllerProcess, receiver: OtlpReceiver
 ) -> None:
@@ -57,8 +62,7 @@ def test_logs_traces_and_metrics_of_a_short_run(
     # Let the queue settle: the last status write's own watch event is reconciled too.
     wait_until(
         lambda: (
-            metric_samples(controller.get("/metrics")[1], "workqueue_depth").get(LABWORKER_QUEUE)
-            == 0.0
+            labworker_depth(controller.get("/metrics")[1]) == 0.0
             and metric_samples(
                 controller.get("/metrics")[1], "controller_runtime_active_workers"
             ).get('{controller="labworker"}')
@@ -81,7 +85,12 @@ def test_logs_traces_and_metrics_of_a_short_run(
         + totals.get('{controller="labworker",result="requeue_after"}', 0)
         == reconciles
     )  # nothing failed
-    assert metric_samples(metrics, "workqueue_depth")[LABWORKER_QUEUE] == 0.0
+    depths = metric_samples(metrics, "workqueue_depth")
+    assert {k for k in depths if 'name="labworker"' in k} == {
+        '{controller="labworker",name="labworker",priority="high"}',
+        '{controller="labworker",name="labworker",priority="low"}',
+    }  # the priority queue (PRIORITY_QUEUE defaults to on)
+    assert labworker_depth(metrics) == 0.0
     assert sum(metric_samples(metrics, "labctl_informer_invalid_objects_total").values()) == 0
     cached = metric_samples(metrics, "labctl_informer_cache_objects")
     assert cached['{resource="labworkers"}'] == 5.0

@@ -157,7 +157,7 @@ def test_every_dashboard_and_alert_query_evaluates_against_a_live_controller(
         for series in (
             "controller_runtime_reconcile_total",
             "controller_runtime_reconcile_time_seconds_bucket",
-            'workqueue_depth{name="labworker",controller="labworker",priority=""}',
+            'workqueue_depth{name="labworker",controller="labworker",priority=~"high|low"}',
             'workqueue_adds_total{name="labworker",controller="labworker"}',
             "labctl_etcd_request_duration_seconds_bucket",
             "labctl_informer_last_event_age_seconds",

@@ -386,3 +386,29 @@ def _lease(client: EtcdClient, repo: Repository[Event], event: Event) -> int:
     kv = client.get(EVENT.etcd_key(repo.root, _key(event)))
     assert kv is not None
     return kv.lease
+
+
+def test_a_burst_of_new_events_is_written_in_few_transactions_and_repeats_fold(
+    recorders: Recorders, repo: Repository[Event]
+) -> None:
+    """Events queued while the writer is busy are written together (one transaction per
+    batch), and a repeat queued beside its first occurrence becomes one Event, count 2."""
+    recorder = recorders(start=False)  # the queue fills before the writer runs
+    workers = [worker(f"burst-{i}", uid=f"uid-{i}") for i in range(40)]
+    for w in workers:
+        recorder.event(w, "Normal", "Burst", "one of many")
+    recorder.event(workers[0], "Normal", "Burst", "one of many")
+    methods: list[str] = []
+    hook = lambda method, _seconds, _error: methods.append(method)  # noqa: E731
+    repo.client.request_hooks.append(hook)
+    try:
+        recorder.start()
+        assert recorder.flush(30)
+    finally:
+        repo.client.request_hooks.remove(hook)
+    found = {e.involved_object.name: e for e in stored(repo)}
+    assert len(found) == 40
+    assert found["burst-0"].count == 2
+    assert all(e.count == 1 for name, e in found.items() if name != "burst-0")
+    assert methods.count("/kv/txn") == 1, methods
+    assert recorder.stats().recorded == 40

@@ -113,7 +113,7 @@ def test_history_lists_spec_edits_and_status_writes_and_says_where_compaction_cu
     )
     shown = yaml.safe_load(out)
     assert code == 0 and shown["spec"]["replicas"] == 3
-    assert shown["metadata"]["resourceVersion"] == revisions[1]
+    assert shown["metadata"]["resourceVersion"] == str(revisions[1])  # a string on the wire
 
     client.compact(revisions[2], physical=True)
     found = read_history(client, pools.etcd_key(ObjectKey("default", "p")), LabWorkerPool)

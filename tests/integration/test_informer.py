@@ -39,6 +39,10 @@ class Recorder:
         with self.lock:
             return [e.kind for e in self.events if e.key == key]
 
+    def last_for(self, key: str) -> InformerEvent[str]:
+        with self.lock:
+            return [e for e in self.events if e.key == key][-1]
+
 
 class RecordingMetrics(NoopInformerMetrics):
     def __init__(self) -> None:
@@ -95,6 +99,15 @@ def test_lists_a_snapshot_then_watches_without_gaps(
     wait_until(lambda: inf.get("new") == "new", what="watch event applied")
     assert inf.get("k0000") == "changed" and inf.get("k0001") is None
     assert rec.kinds_for("k0001") == [EventKind.ADDED, EventKind.DELETED]
+    # The initial list hands over objects that exist (background); the watch brings changes.
+    assert rec.last_for("k0002").background
+    assert not rec.last_for("new").background and not rec.last_for("k0001").background
+    changed = rec.last_for("k0000")
+    assert (changed.kind, changed.background, changed.previous) == (
+        EventKind.MODIFIED,
+        False,
+        "v0",
+    )
     assert sorted(inf.cache.index_keys("first", "n")) == ["new"]
     ok, detail = inf.watch_healthy(max_silence=30)
     assert ok, detail
@@ -124,6 +137,9 @@ def test_relists_after_compaction_and_synthesizes_deletes(
     assert EventKind.DELETED in rec.kinds_for("vanish")
     assert rec.kinds_for("change")[-1] is EventKind.MODIFIED
     assert rec.kinds_for("stay") == [EventKind.ADDED]  # unchanged objects are not re-announced
+    # A relist hands over only what changed meanwhile: changes, not background work.
+    assert not any(rec.last_for(k).background for k in ("vanish", "change", "born"))
+    assert rec.last_for("change").previous == "1"
     assert inf.relist_reasons == ["compacted"]  # type: ignore[attr-defined]
 
 
@@ -135,3 +151,5 @@ def test_resync_hands_every_key_to_handlers(
     inf.resync_period = 0.2
     inf.start()
     wait_until(lambda: EventKind.RESYNC in rec.kinds_for("a"), what="a resync event")
+    with rec.lock:
+        assert all(e.background for e in rec.events if e.kind is EventKind.RESYNC)

@@ -75,7 +75,7 @@ def failed_checks(body: str) -> dict[str, str]:
 
 
 def events(ctl: ControllerProcess, prefix: str) -> list[str]:
-    # Named lines keep their sentence in `message` (docs/architecture.md §17).
+    # Named lines keep their sentence in `message` (docs/architecture.md §18).
     sentences = [str(line.get("message", line.get("event", ""))) for line in ctl.logs()]
     return [sentence for sentence in sentences if sentence.startswith(prefix)]
 

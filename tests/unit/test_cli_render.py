@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
+import controller.cli.labworker_page  # noqa: F401 - registers the LabWorker describe layout
 from controller.app import kind_registry
-from controller.cli import has_replicas, phase_values
-from controller.cli_errors import CliError
-from controller.cli_manifest import to_object
-from controller.cli_render import (
+from controller.cli.errors import CliError
+from controller.cli.manifests import to_object
+from controller.cli.models import has_replicas, phase_values
+from controller.cli.printers import (
     describe,
     describe_generic,
     event_lines,

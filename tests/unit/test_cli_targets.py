@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from controller.app import kind_registry
-from controller.cli_errors import CliError, UsageError
-from controller.cli_targets import (
+from controller.cli.errors import CliError, UsageError
+from controller.cli.targets import (
     Target,
     field_matcher,
     known_types,

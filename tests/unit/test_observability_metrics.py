@@ -146,16 +146,16 @@ def test_gauges_move_both_ways(registry: CollectorRegistry) -> None:
     cm.active_workers_inc("c")
     cm.active_workers_inc("c")
     cm.active_workers_dec("c")
-    wq.new_depth_metric("q").inc()
-    wq.new_depth_metric("q").inc()
-    wq.new_depth_metric("q").dec()
+    wq.new_depth_metric_with_priority("q", "low").inc()
+    wq.new_depth_metric_with_priority("q", "low").inc()
+    wq.new_depth_metric_with_priority("q", "low").dec()
     cm.leader_status("lease", True)
     cm.leader_status("lease", False)
     cm.cache_size("lab-workers", 5)
     cm.cache_size("lab-workers", 3)
 
     assert value(registry, "controller_runtime_active_workers", controller="c") == 1
-    assert value(registry, "workqueue_depth", name="q", controller="q", priority="") == 1
+    assert value(registry, "workqueue_depth", name="q", controller="q", priority="low") == 1
     assert value(registry, "leader_election_master_status", name="lease") == 0
     assert value(registry, "labctl_informer_cache_objects", resource="lab-workers") == 3
 
@@ -228,19 +228,17 @@ def test_workqueue_series_carry_name_and_controller_like_controller_runtime(
     wq.new_adds_metric("labworker").inc()
     wq.new_retries_metric("labworker").inc()
     wq.new_depth_metric("labworker").inc()
-    by_priority = wq.new_depth_metric_with_priority("pool")
-    by_priority.inc(10)
-    by_priority.inc(10)
-    by_priority.inc(0)
-    by_priority.dec(10)
+    wq.new_depth_metric_with_priority("pool", "high").inc()
+    wq.new_depth_metric_with_priority("pool", "low").inc()
+    wq.new_depth_metric_with_priority("pool", "low").inc()
 
     pair = {"name": "labworker", "controller": "labworker"}
     assert value(registry, "workqueue_adds_total", **pair) == 1
     assert value(registry, "workqueue_retries_total", **pair) == 1
     assert value(registry, "workqueue_depth", **pair, priority="") == 1
     pool = {"name": "pool", "controller": "pool"}
-    assert value(registry, "workqueue_depth", **pool, priority="10") == 1
-    assert value(registry, "workqueue_depth", **pool, priority="0") == 1
+    assert value(registry, "workqueue_depth", **pool, priority="high") == 1
+    assert value(registry, "workqueue_depth", **pool, priority="low") == 2
 
 
 def test_project_series_carry_the_labctl_prefix_and_nothing_collides_with_kube(

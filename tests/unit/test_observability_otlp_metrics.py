@@ -92,7 +92,7 @@ def test_conversion_keeps_names_labels_values_and_kinds() -> None:
     registry = CollectorRegistry()
     cm, wq = ControllerMetrics(registry), WorkqueueMetrics(registry)
     cm.reconcile_finished("labworker", "error", 0.2)
-    wq.new_depth_metric("labworker").inc()
+    wq.new_depth_metric_with_priority("labworker", "high").inc()
     resource = Resource({"service.name": "unit"})
 
     data = registry_to_metrics_data(registry, resource, start_time_ns=1, now_ns=2)
@@ -107,7 +107,7 @@ def test_conversion_keeps_names_labels_values_and_kinds() -> None:
     depth = metrics["workqueue_depth"]
     assert isinstance(depth.data, Gauge)
     assert point_values(depth) == {
-        frozenset({("name", "labworker"), ("controller", "labworker"), ("priority", "")}): 1.0
+        frozenset({("name", "labworker"), ("controller", "labworker"), ("priority", "high")}): 1.0
     }
 
     buckets = metrics["controller_runtime_reconcile_time_seconds_bucket"]

@@ -125,7 +125,10 @@ def test_resource_version_is_shown_but_never_stored() -> None:
     worker = LabWorker.from_dict(document)
 
     assert worker.metadata.resource_version == 42
-    assert worker.to_dict()["metadata"]["resourceVersion"] == 42
+    # A string on the wire, as in Kubernetes; the int of older manifests is still read.
+    assert worker.to_dict()["metadata"]["resourceVersion"] == "42"
+    document["metadata"]["resourceVersion"] = "42"
+    assert LabWorker.from_dict(document) == worker
     assert "resourceVersion" not in worker.to_storage_dict()["metadata"]
     stored = json.loads(worker.to_storage_json())
     assert "resourceVersion" not in stored["metadata"]

@@ -230,6 +230,9 @@ class RecordingMetrics:
     def new_depth_metric(self, name: str, /) -> _RecordingInstrument:
         return self._instrument("depth", name)
 
+    def new_depth_metric_with_priority(self, name: str, priority: str, /) -> _RecordingInstrument:
+        return self._instrument(f"depth[{priority}]", name)
+
     def new_adds_metric(self, name: str, /) -> _RecordingInstrument:
         return self._instrument("adds", name)
 

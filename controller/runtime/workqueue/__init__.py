@@ -1,4 +1,5 @@
-"""Client-go-style work queues: dedup, per-item exclusivity, delays and rate-limited retries.
+"""Client-go-style work queues: dedup, per-item exclusivity, delays, rate-limited retries and
+two priorities (user changes before background work).
 
 Generic over the item type (string keys in practice); knows nothing about any resource kind.
 """
@@ -13,6 +14,7 @@ from controller.runtime.workqueue.metrics import (
     NoopWorkqueueMetrics,
     WorkqueueMetrics,
 )
+from controller.runtime.workqueue.priority import Priority, PriorityQueue
 from controller.runtime.workqueue.queue import ShutDown, WorkQueue
 from controller.runtime.workqueue.rate_limiters import (
     BucketRateLimiter,
@@ -34,6 +36,8 @@ __all__ = [
     "ItemExponentialFailureRateLimiter",
     "MaxOfRateLimiter",
     "NoopWorkqueueMetrics",
+    "Priority",
+    "PriorityQueue",
     "RateLimiter",
     "RateLimitingQueue",
     "ShutDown",

@@ -23,7 +23,7 @@ needed (client-go polls every 500 ms instead).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from controller.runtime.clock import Clock
@@ -63,9 +63,15 @@ class WorkqueueMetrics(Protocol):
     unfinished_work_seconds → ``workqueue_unfinished_work_seconds`` (sum of in-flight ages);
     longest_running_processor_seconds → ``workqueue_longest_running_processor_seconds``;
     retries → ``workqueue_retries_total`` (every delayed/rate-limited re-add).
+
+    A priority queue asks for its depth per priority instead
+    (``new_depth_metric_with_priority``: ``workqueue_depth`` also labelled ``priority``,
+    "high" or "low"), so a dashboard sees the background backlog apart from user changes.
     """
 
     def new_depth_metric(self, name: str, /) -> GaugeMetric: ...
+
+    def new_depth_metric_with_priority(self, name: str, priority: str, /) -> GaugeMetric: ...
 
     def new_adds_metric(self, name: str, /) -> CounterMetric: ...
 
@@ -102,6 +108,9 @@ class NoopWorkqueueMetrics:
     def new_depth_metric(self, name: str, /) -> GaugeMetric:
         return self._instrument
 
+    def new_depth_metric_with_priority(self, name: str, priority: str, /) -> GaugeMetric:
+        return self._instrument
+
     def new_adds_metric(self, name: str, /) -> CounterMetric:
         return self._instrument
 
@@ -130,14 +139,30 @@ class QueueInstruments(Generic[T]):
     Recording methods must be called with ``lock`` held (the queue's lock): they share the
     queue's critical section instead of adding a lock of their own. The on-demand gauges
     take ``lock`` themselves because they are called from the exporter's thread.
+
+    With ``priority_of`` (a priority queue) depth is kept per priority: ``priority_of(item)``
+    names the gauge of a dirty item, one of ``priorities``, and the queue reports a queued
+    item's change of priority with :meth:`reprioritized`.
     """
 
     def __init__(
-        self, name: str, provider: WorkqueueMetrics, clock: Clock, lock: threading.Lock
+        self,
+        name: str,
+        provider: WorkqueueMetrics,
+        clock: Clock,
+        lock: threading.Lock,
+        *,
+        priority_of: Callable[[T], str] | None = None,
+        priorities: Sequence[str] = (),
     ) -> None:
         self._clock = clock
         self._lock = lock
-        self._depth = provider.new_depth_metric(name)
+        if priority_of is None:
+            self._depths = {"": provider.new_depth_metric(name)}
+            self._priority_of: Callable[[T], str] = lambda _item: ""
+        else:
+            self._depths = {p: provider.new_depth_metric_with_priority(name, p) for p in priorities}
+            self._priority_of = priority_of
         self._adds = provider.new_adds_metric(name)
         self._latency = provider.new_latency_metric(name)
         self._work_duration = provider.new_work_duration_metric(name)
@@ -151,16 +176,21 @@ class QueueInstruments(Generic[T]):
 
     def added(self, item: T) -> None:
         self._adds.inc()
-        self._depth.inc()
+        self._depths[self._priority_of(item)].inc()
         self._added_at.setdefault(item, self._clock.now())
 
     def taken(self, item: T) -> None:
         now = self._clock.now()
-        self._depth.dec()
+        self._depths[self._priority_of(item)].dec()
         added_at = self._added_at.pop(item, None)
         if added_at is not None:
             self._latency.observe(now - added_at)
         self._started_at[item] = now
+
+    def reprioritized(self, old: str, new: str) -> None:
+        """A dirty item moved from priority ``old`` to ``new``."""
+        self._depths[old].dec()
+        self._depths[new].inc()
 
     def finished(self, item: T) -> None:
         started_at = self._started_at.pop(item, None)

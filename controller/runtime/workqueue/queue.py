@@ -7,7 +7,9 @@ Three structures give the guarantees a controller relies on:
 - ``processing``: items handed out by :meth:`WorkQueue.get` and not yet :meth:`done`. An
   item re-added while processing is only marked dirty; :meth:`done` queues it again. So no
   two workers ever reconcile the same key concurrently, and no change is lost.
-- ``queue``: FIFO order of dirty items that are not processing.
+- ``queue``: FIFO order of dirty items that are not processing. This order is the one
+  thing a subclass may change (``_push_locked``/``_pop_locked``): the priority queue
+  serves user changes before background work without touching the two guarantees above.
 
 Shutdown (a deliberate difference from client-go): once shut down, :meth:`get` hands out
 nothing more, even if items are still queued. The controller's state lives in etcd and a
@@ -73,11 +75,8 @@ class WorkQueue(Generic[T]):
         self._dirty: set[T] = set()
         self._processing: set[T] = set()
         self._shutting_down = False
-        self._instruments: QueueInstruments[T] = QueueInstruments(
-            name,
-            metrics if metrics is not None else NOOP_WORKQUEUE_METRICS,
-            self._clock,
-            self._lock,
+        self._instruments = self._new_instruments(
+            metrics if metrics is not None else NOOP_WORKQUEUE_METRICS
         )
 
     @property
@@ -105,7 +104,7 @@ class WorkQueue(Generic[T]):
                 if self._shutting_down:
                     raise ShutDown(f"work queue {self._name!r} is shutting down")
                 self._promote_ready_locked()
-                if self._queue:
+                if self._ready_len_locked():
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -113,7 +112,7 @@ class WorkQueue(Generic[T]):
                         f"no item became available in work queue {self._name!r} within {timeout} s"
                     )
                 self._item_ready.wait(remaining)
-            item = self._queue.popleft()
+            item = self._pop_locked()
             self._processing.add(item)
             self._dirty.discard(item)
             self._instruments.taken(item)
@@ -131,8 +130,9 @@ class WorkQueue(Generic[T]):
             self._processing.remove(item)
             self._instruments.finished(item)
             if item in self._dirty and not self._shutting_down:
-                self._queue.append(item)
+                self._push_locked(item)
                 self._item_ready.notify()
+            self._finished_locked(item)
             if not self._processing:
                 self._processing_emptied.notify_all()
 
@@ -144,7 +144,7 @@ class WorkQueue(Generic[T]):
         """
         with self._lock:
             self._promote_ready_locked()
-            return len(self._queue)
+            return self._ready_len_locked()
 
     def shut_down(self) -> None:
         """Stop accepting items and make every ``get`` raise :class:`ShutDown`."""
@@ -185,8 +185,26 @@ class WorkQueue(Generic[T]):
         self._instruments.added(item)
         if item in self._processing:
             return
-        self._queue.append(item)
+        self._push_locked(item)
         self._item_ready.notify()
+
+    def _new_instruments(self, metrics: WorkqueueMetrics) -> QueueInstruments[T]:
+        """Called once by ``__init__`` (the priority queue labels its depth by priority)."""
+        return QueueInstruments(self._name, metrics, self._clock, self._lock)
+
+    def _push_locked(self, item: T) -> None:
+        """Put a dirty item that is not processing in line (the order is the subclass's)."""
+        self._queue.append(item)
+
+    def _pop_locked(self) -> T:
+        """Take the next item in line; only called when ``_ready_len_locked()`` > 0."""
+        return self._queue.popleft()
+
+    def _ready_len_locked(self) -> int:
+        return len(self._queue)
+
+    def _finished_locked(self, item: T) -> None:
+        """``item`` stopped processing (and was queued again if it was re-added)."""
 
     def _promote_ready_locked(self) -> None:
         """Move items whose time has come into the queue (the delaying queue's hook)."""

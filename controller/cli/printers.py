@@ -1,6 +1,7 @@
 """What `labctl get` and `labctl describe` print, for any kind, as kubectl prints it.
 
-Pure functions of objects and a `now`: the tables (NAME, the kind's printer columns, AGE in
+Pure functions of objects and a `now`: the output formats of `-o` (table, wide, name, json,
+yaml, jsonpath, custom-columns), the tables (NAME, the kind's printer columns, AGE in
 kubectl's format), the generic describe (metadata, then every other field as indented
 `key: value`, conditions as a table) and the Events table every describe ends with. A kind
 needs no code here to be printed; LabWorker keeps its hand-laid describe (DESCRIBERS).
@@ -10,20 +11,81 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
 import yaml
 
-from controller.cli_targets import qualified
+from controller.cli import jsonpath
+from controller.cli.errors import UsageError
+from controller.cli.targets import qualified
 from controller.resources import Kind, Resource
 from controller.resources.age import age
+from controller.resources.names import shorten
 
 LABEL_WIDTH = 20
 """Values of describe's top-level fields start at this column (`Deletion Requested: `)."""
 
 
-# -- AGE -------------------------------------------------------------------------------------
+# -- output formats --------------------------------------------------------------------------
+
+OUTPUTS = "name, json, yaml, wide, jsonpath=TEMPLATE, custom-columns=HEADER:PATH,..."
+
+
+@dataclass(frozen=True)
+class Output:
+    """A parsed `-o`: table (None), wide, name, json, yaml, jsonpath or custom-columns."""
+
+    format: str | None = None
+    template: tuple[Any, ...] = ()
+    columns: tuple[tuple[str, jsonpath.Path], ...] = ()
+
+    @property
+    def tabular(self) -> bool:
+        return self.format in (None, "wide", "custom-columns")
+
+
+def parse_output(text: str | None) -> Output:
+    """`-o`'s value; raises UsageError naming the formats for anything else."""
+    if text is None or text == "":
+        return Output()
+    if text in ("wide", "name", "json", "yaml"):
+        return Output(text)
+    kind, sep, rest = text.partition("=")
+    if sep and kind == "jsonpath" and rest:
+        return Output("jsonpath", template=jsonpath.compile_template(rest))
+    if sep and kind == "custom-columns" and rest:
+        columns = []
+        for spec in rest.split(","):
+            header, colon, path = spec.partition(":")
+            if not colon or not header or not path:
+                raise UsageError(
+                    f"-o custom-columns: {shorten(spec)} is not HEADER:PATH "
+                    "(e.g. NAME:.metadata.name,PHASE:.status.phase)"
+                )
+            columns.append((header, jsonpath.compile_path(path)))
+        return Output("custom-columns", columns=tuple(columns))
+    raise UsageError(f"{shorten(text)} is not an output format (one of {OUTPUTS})")
+
+
+def sort_objects(objects: Sequence[Resource], expression: str | None) -> list[Resource]:
+    """`--sort-by=.metadata.name` (a JSONPath): numbers by value, the rest as text, objects
+    without the field first (as kubectl)."""
+    if not expression:
+        return list(objects)
+    path = jsonpath.compile_path(expression)
+
+    def key(obj: Resource) -> tuple[int, float, str]:
+        values = path.values(obj.to_dict())
+        if not values:
+            return (0, 0.0, "")
+        value = values[0]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return (1, float(value), "")
+        return (2, 0.0, jsonpath.text_of(value))
+
+    return sorted(objects, key=key)
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -33,6 +95,53 @@ def format_rows(rows: Sequence[Sequence[str]], gap: str = "   ") -> list[str]:
     """Left-aligned columns (kubectl's tabwriter, 3 spaces of padding)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [gap.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+@dataclass(frozen=True)
+class Table:
+    """How `labctl get` lays out one kind: which columns, and for whom."""
+
+    kind: Kind[Any]
+    output: Output = Output()
+    namespaces: bool = False
+    qualify: bool = False
+    show_labels: bool = False
+
+    def header(self) -> list[str]:
+        if self.output.format == "custom-columns":
+            return [header for header, _ in self.output.columns]
+        narrow = [c for c in self.kind.columns if not c.wide]
+        extra = [c for c in self.kind.columns if c.wide] if self.output.format == "wide" else []
+        header = ["NAME", *(c.name for c in narrow), "AGE", *(c.name for c in extra)]
+        if self.namespaces:
+            header.insert(0, "NAMESPACE")
+        if self.show_labels:
+            header.append("LABELS")
+        return header
+
+    def row(self, obj: Resource, now: datetime) -> list[str]:
+        if self.output.format == "custom-columns":
+            doc = obj.to_dict()
+            return [
+                ",".join(jsonpath.text_of(v) for v in path.values(doc)) or "<none>"
+                for _, path in self.output.columns
+            ]
+        kind = self.kind
+        narrow = [c for c in kind.columns if not c.wide]
+        extra = [c for c in kind.columns if c.wide] if self.output.format == "wide" else []
+        name = f"{qualified(kind)}/{obj.metadata.name}" if self.qualify else obj.metadata.name
+        row = [
+            name,
+            *(_cell(c.value, obj) for c in narrow),
+            age(obj.metadata.creation_timestamp, now),
+            *(_cell(c.value, obj) for c in extra),
+        ]
+        if self.namespaces:
+            row.insert(0, obj.metadata.namespace)
+        if self.show_labels:
+            labels = obj.metadata.labels
+            row.append(",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>")
+        return row
 
 
 def table_rows(
@@ -46,24 +155,8 @@ def table_rows(
 ) -> list[list[str]]:
     """NAME, the kind's columns, AGE, then its wide columns (`-o wide`); NAMESPACE first
     with `-A`; names as `kind.group/name` when several kinds share one output."""
-    narrow = [c for c in kind.columns if not c.wide]
-    extra = [c for c in kind.columns if c.wide] if wide else []
-    header = ["NAME", *(c.name for c in narrow), "AGE", *(c.name for c in extra)]
-    if namespaces:
-        header.insert(0, "NAMESPACE")
-    rows = [header]
-    for obj in objects:
-        name = f"{qualified(kind)}/{obj.metadata.name}" if qualify else obj.metadata.name
-        row = [
-            name,
-            *(_cell(c.value, obj) for c in narrow),
-            age(obj.metadata.creation_timestamp, now),
-            *(_cell(c.value, obj) for c in extra),
-        ]
-        if namespaces:
-            row.insert(0, obj.metadata.namespace)
-        rows.append(row)
-    return rows
+    table = Table(kind, Output("wide" if wide else None), namespaces, qualify)
+    return [table.header(), *(table.row(obj, now) for obj in objects)]
 
 
 def _cell(value: Callable[[Any], str], obj: Resource) -> str:
@@ -71,28 +164,37 @@ def _cell(value: Callable[[Any], str], obj: Resource) -> str:
     return " ".join(text.split()) or "<none>"  # a newline in a value would break the table
 
 
+def document(objects: Sequence[Resource], single: bool) -> Any:
+    """One object, or kubectl's `List` of them: what json, yaml and jsonpath print."""
+    docs = [obj.to_dict() for obj in objects]
+    return docs[0] if single and docs else {"apiVersion": "v1", "kind": "List", "items": docs}
+
+
 def print_objects(
     groups: Sequence[tuple[Kind[Any], Sequence[Resource]]],
-    output: str | None,
+    output: Output | str | None,
     *,
     single: bool,
     namespaces: bool,
     now: datetime,
     out: TextIO,
+    no_headers: bool = False,
+    show_labels: bool = False,
 ) -> bool:
     """`labctl get`'s output; False when there was nothing to print (the caller says so)."""
+    fmt = output if isinstance(output, Output) else parse_output(output)
     objects = [obj for _, objs in groups for obj in objs]
-    if output in ("json", "yaml"):
-        docs = [obj.to_dict() for obj in objects]
-        payload: Any = (
-            docs[0] if single and docs else {"apiVersion": "v1", "kind": "List", "items": docs}
-        )
-        if output == "json":
+    if fmt.format in ("json", "yaml"):
+        payload = document(objects, single)
+        if fmt.format == "json":
             out.write(json.dumps(payload, indent=2) + "\n")
         else:
             out.write(yaml.safe_dump(payload, sort_keys=False))
         return True
-    if output == "name":
+    if fmt.format == "jsonpath":
+        out.write(jsonpath.render(fmt.template, document(objects, single)))
+        return True
+    if fmt.format == "name":
         for kind, objs in groups:
             for obj in objs:
                 out.write(f"{qualified(kind)}/{obj.metadata.name}\n")
@@ -104,15 +206,10 @@ def print_objects(
         if not first:
             out.write("\n")
         first = False
-        rows = table_rows(
-            kind,
-            objs,
-            now,
-            wide=output == "wide",
-            namespaces=namespaces,
-            qualify=len(groups) > 1,
-        )
-        out.write("\n".join(format_rows(rows)) + "\n")
+        table = Table(kind, fmt, namespaces, len(groups) > 1, show_labels)
+        rows = [table.header(), *(table.row(obj, now) for obj in objs)]
+        lines = format_rows(rows)
+        out.write("\n".join(lines[1:] if no_headers else lines) + "\n")
     return bool(objects)
 
 

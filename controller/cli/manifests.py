@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, cast
 import yaml
 from pydantic import ValidationError
 
-from controller.cli_errors import CliError
+from controller.cli.errors import CliError
 from controller.resources import Kind, KindRegistry, Resource, validation_errors
 from controller.resources.names import shorten
 from controller.runtime.repository import Repository, WriteRefused

@@ -1,8 +1,8 @@
 """`labctl describe labworker`: the hand-laid LabWorker page operators already know.
 
-Every other kind gets controller.cli_render.describe_generic; a LabWorker keeps the layout it
+Every other kind gets controller.cli.printers.describe_generic; a LabWorker keeps the layout it
 had before labctl served several kinds (instance and host on one line each, the last error
-with its count), registered in controller.cli_render.DESCRIBERS.
+with its count), registered in controller.cli.printers.DESCRIBERS.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from controller.cli_render import DESCRIBERS, condition_lines, describe_metadata
+from controller.cli.printers import DESCRIBERS, condition_lines, describe_metadata
 from controller.labworker.model import LabWorker
 from controller.resources import Kind
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.cli_errors import CliError, UsageError
+from controller.cli.errors import CliError, UsageError
 from controller.resources import Kind, KindRegistry, Resource, UnknownKind
 from controller.resources.names import shorten
 
@@ -131,6 +131,9 @@ def field_matcher(kind: Kind[Any], requirements: list[FieldRequirement]) -> Call
     getters: list[tuple[Callable[[Any], str], FieldRequirement]] = []
     for req in requirements:
         getter = BUILTIN_FIELDS.get(req.key) or kind.field_indexes.get(req.key)
+        if getter is None and req.key.startswith(("spec.", "status.")):
+            # kubectl's spelling of an indexed field: status.phase, spec.labTrack
+            getter = kind.field_indexes.get(req.key.partition(".")[2])
         if getter is None:
             raise CliError(
                 f"field selector {shorten(req.key)} is not supported for {kind.plural}; "

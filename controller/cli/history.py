@@ -8,45 +8,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import yaml
 
-from controller import config
-from controller.app import kind_registry, repositories
-from controller.cli_errors import CliError, UsageError
-from controller.cli_render import format_rows
-from controller.cli_targets import lookup, qualified
-from controller.resources import DEFAULT_NAMESPACE, Kind, ObjectKey
+from controller.app import kind_registry
+from controller.cli.connection import open_session
+from controller.cli.errors import CliError, UsageError
+from controller.cli.printers import format_rows
+from controller.cli.targets import lookup, qualified
+from controller.cli.verb import Subparsers, add_verb
+from controller.resources import Kind, ObjectKey
 from controller.runtime.history import History, RollbackRefused, read_history, rollback
 from controller.storage import Conflict, NotFound
 
 _TARGET_HELP = "TYPE NAME or TYPE/NAME; TYPE is any name `labctl api-resources` lists"
 
 
-def register(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-    add_connection_args: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    history = sub.add_parser("history", help="list the versions of an object etcd still holds")
-    history.set_defaults(func=cmd_history, parser=history)
+def register(sub: Subparsers) -> None:
+    history = add_verb(
+        sub, "history", "list the versions of an object etcd still holds", cmd_history
+    )
     history.add_argument("target", nargs="+", metavar="TYPE", help=_TARGET_HELP)
-    history.add_argument("-n", "--namespace")
     history.add_argument(
         "--revision", type=_revision, help="print the version current at this revision (YAML)"
     )
     history.add_argument("-o", "--output", choices=["json", "yaml"])
-    add_connection_args(history)
 
-    back = sub.add_parser(
-        "rollback", help="restore the spec an object had at a revision (generation + 1)"
+    back = add_verb(
+        sub,
+        "rollback",
+        "restore the spec an object had at a revision (generation + 1)",
+        cmd_rollback,
+        writes=True,
     )
-    back.set_defaults(func=cmd_rollback, parser=back)
     back.add_argument("target", nargs="+", metavar="TYPE", help=_TARGET_HELP)
-    back.add_argument("-n", "--namespace")
     back.add_argument("--to-revision", type=_revision, required=True, help="from labctl history")
-    add_connection_args(back)
 
 
 def _revision(text: str) -> int:
@@ -59,7 +56,7 @@ def _revision(text: str) -> int:
     return value
 
 
-def _target(args: argparse.Namespace) -> tuple[Kind[Any], ObjectKey]:
+def _target(args: argparse.Namespace) -> tuple[Kind[Any], str]:
     parts: list[str] = args.target
     if len(parts) == 1 and "/" in parts[0]:
         type_, _, name = parts[0].partition("/")
@@ -69,15 +66,16 @@ def _target(args: argparse.Namespace) -> tuple[Kind[Any], ObjectKey]:
         raise UsageError(f"{args.command} needs one object: TYPE NAME or TYPE/NAME")
     if not type_ or not name:
         raise UsageError(f"{args.command} needs one object: TYPE NAME or TYPE/NAME")
-    return lookup(kind_registry(), type_), ObjectKey(args.namespace or DEFAULT_NAMESPACE, name)
+    return lookup(kind_registry(), type_), name
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    kind, key = _target(args)
-    settings = config.load(args)
-    client = config.etcd_client(settings)
+    kind, name = _target(args)
+    session = open_session(args)
+    key = ObjectKey(session.namespace, name)
+    client = session.client
     try:
-        found = read_history(client, kind.etcd_key(settings.etcd.prefix, key), kind.model)
+        found = read_history(client, kind.etcd_key(session.root, key), kind.model)
     except NotFound:
         raise CliError(
             f'{kind.plural} "{key.name}" not found in namespace {key.namespace}'
@@ -143,10 +141,11 @@ def _print_version(kind: Kind[Any], found: History, revision: int) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    kind, key = _target(args)
-    settings = config.load(args)
-    client = config.etcd_client(settings)
-    repository = repositories(client, settings.etcd.prefix).for_kind(kind)
+    kind, name = _target(args)
+    session = open_session(args)
+    key = ObjectKey(session.namespace, name)
+    client = session.client
+    repository = session.repositories.for_kind(kind)
     try:
         result = rollback(repository, key, args.to_revision)
     except NotFound:

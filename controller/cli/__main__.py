@@ -1,0 +1,5 @@
+"""`python -m controller.cli` is `labctl`."""
+
+from controller.cli import main
+
+main()
