@@ -22,6 +22,9 @@ from controller.observability.resource import build_resource
 _log = get_logger(__name__)
 
 
+SUPPORTED_TRACE_EXPORTERS = TRACE_EXPORTERS
+"""What OTEL_TRACES_EXPORTER accepts besides none (labctl checks it too)."""
+
 _lock = threading.Lock()
 _active: TracerProvider | None = None
 
