@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from controller.app import kind_registry
+from controller.cli.common import stamp
 from controller.cli.connection import open_session
 from controller.cli.errors import CliError, UsageError
 from controller.cli.printers import format_rows
@@ -147,7 +148,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     client = session.client
     repository = session.repositories.for_kind(kind)
     try:
-        result = rollback(repository, key, args.to_revision)
+        result = rollback(repository, key, args.to_revision, finish=stamp)
     except NotFound:
         raise CliError(
             f'{kind.plural} "{key.name}" not found in namespace {key.namespace}'

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -339,6 +339,7 @@ def rollback(
     to_revision: int,
     *,
     expected_revision: int | None = None,
+    finish: Callable[[T], object] | None = None,
 ) -> UpdateResult[T]:
     """Write the spec (everything users own) the object had at `to_revision`, in ONE CAS
     transaction through `update_spec`: generation + 1, status untouched, admission (quotas)
@@ -346,7 +347,8 @@ def rollback(
 
     `expected_revision` is the precondition on the current resourceVersion (default: the
     one read here): if the object changed since, Conflict — an old spec must never be
-    written over an edit its author has not seen. Raises RollbackRefused, Conflict, NotFound.
+    written over an edit its author has not seen. `finish` may change the restored object
+    last (labctl records its trace context). Raises RollbackRefused, Conflict, NotFound.
     """
     etcd_key = repository.etcd_key(key)
     current_kv = repository.client.get(etcd_key)
@@ -381,6 +383,9 @@ def rollback(
             name: value.model_copy(deep=True) if hasattr(value, "model_copy") else value
             for name, value in wanted.items()
         }
-        return current.model_copy(update=update, deep=True)
+        restored = current.model_copy(update=update, deep=True)
+        if finish is not None:
+            finish(restored)
+        return restored
 
     return repository.update_spec(key.namespace, key.name, restore)
