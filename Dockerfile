@@ -3,7 +3,7 @@
 # Lab Resource Controller image.
 #
 #   docker build -t lab-resource-controller:0.1.0 .
-#   docker run --rm -e ETCD_ENDPOINTS=etcd:2379 -p 8080:8080 -p 8081:8081 lab-resource-controller:0.1.0
+#   docker run --rm -e ETCD_ENDPOINTS=etcd:2379 -p 127.0.0.1:8080:8080 -p 127.0.0.1:8081:8081 lab-resource-controller:0.1.0
 #
 # Two stages on the same base image: the builder installs the project into a venv, the runtime
 # stage copies only that venv. Same base = same interpreter path, so the venv's python symlink
@@ -19,13 +19,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN python -m venv /opt/venv
 
 WORKDIR /src
-# Only what the wheel is built from: pyproject.toml reads README.md as the long description.
-COPY pyproject.toml README.md ./
+# Only what the wheel is built from (pyproject.toml reads README.md as the long description)
+# and the lock of every dependency's exact version.
+COPY pyproject.toml README.md requirements.lock ./
 COPY controller ./controller
 
-# All dependencies ship manylinux wheels for CPython 3.11 (grpcio, pydantic-core, protobuf),
-# so no compiler is needed here either.
-RUN /opt/venv/bin/pip install --no-cache-dir .
+# requirements.lock pins every runtime dependency, transitive ones too: the image is rebuilt
+# from the same packages, not whatever is newest that day. All ship manylinux wheels for
+# CPython 3.11 (grpcio, pydantic-core, protobuf), so no compiler is needed here either.
+RUN /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock .
 
 
 FROM python:3.11-slim-bookworm AS runtime

@@ -223,7 +223,7 @@ class Instrumented:
 
     def conflicts(self) -> int:
         value = self.app.registry.get_sample_value(
-            "controller_cas_conflicts_total", {"controller": LABWORKER_CONTROLLER}
+            "labctl_cas_conflicts_total", {"controller": LABWORKER_CONTROLLER}
         )
         return int(value or 0)
 

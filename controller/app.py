@@ -29,6 +29,7 @@ from controller.observability import (
     new_registry,
     start_otlp_metrics_export,
 )
+from controller.observability.otlp_env import check_exporter_environment
 from controller.observability.server import HttpServer, start_observability_servers
 from controller.observability.sharding_metrics import ShardingMetrics
 from controller.observability.tracing import configure_tracing, shutdown_tracing
@@ -124,8 +125,6 @@ def build_app(settings: Settings) -> App:
             ttl=settings.leader.ttl,
             metrics=metrics,
         )
-    else:
-        metrics.leader_status(LEADER_ELECTION_NAME, True)  # the only instance
     sharder = None
     if settings.sharding.enabled:
         sharder = ShardCoordinator(
@@ -253,6 +252,10 @@ def add_metrics_export(app: App) -> None:
 
 def run_controller(settings: Settings) -> int:
     """`labctl run`: block until SIGTERM/SIGINT, then drain and return the exit code."""
+    try:
+        check_exporter_environment(os.environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     configure_logging(settings.log.level, settings.log.format)
     configure_tracing()
     log.info("starting lab resource controller", extra={"settings": settings.public()})

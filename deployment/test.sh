@@ -7,11 +7,15 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null || ! command -v openssl >/dev/null; then
+if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null || ! command -v openssl >/dev/null \
+    || ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     $SUDO apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client openssl >/dev/null
+    # prometheus + promtool: the alert rules' unit tests and the dashboard/alert query e2e.
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
-# The Debian package starts a system etcd on :2379; tests use their own on free ports.
+# The Debian packages start a system etcd on :2379 and Prometheus on :9090; tests use their
+# own on free ports.
 
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then

@@ -93,8 +93,8 @@ class LabWorkerReconciler:
 
         span = trace.get_current_span()
         phase = worker.status.phase.value if worker.status.phase else "new"
-        span.set_attribute("phase.before", phase)
-        span.set_attribute("generation", worker.metadata.generation)
+        span.set_attribute("labctl.phase.before", phase)
+        span.set_attribute("labctl.generation", worker.metadata.generation)
         structlog.contextvars.bind_contextvars(
             phase=phase,
             generation=worker.metadata.generation,
@@ -178,8 +178,8 @@ class LabWorkerReconciler:
             self.metrics.cas_conflict(self.controller, update.conflicts)
         previous_phase, decision = applied[-1]
         span = trace.get_current_span()
-        span.set_attribute("conflict.retries", update.conflicts)
-        span.set_attribute("phase.after", decision.phase.value if decision.phase else "none")
+        span.set_attribute("labctl.conflict.retries", update.conflicts)
+        span.set_attribute("labctl.phase.after", decision.phase.value if decision.phase else "none")
         if decision.stale:
             log.debug("LabWorker %s: %s", key, decision.summary)
         elif update.deleted:
@@ -207,17 +207,42 @@ class LabWorkerReconciler:
         self, key: ObjectKey, previous: Phase | None, decision: Decision, conflicts: int
     ) -> None:
         retried = f" (after {conflicts} write conflicts)" if conflicts else ""
+        fields = {
+            "from_phase": previous.value if previous else "new",
+            "to_phase": decision.phase.value if decision.phase else "none",
+            "conflicts": conflicts,
+        }
         if decision.phase is Phase.FAILED and previous is not Phase.FAILED:
+            retry_in = self.intervals.teardown_retry if previous is Phase.TERMINATING else None
             next_step = (
-                f"teardown is retried in {self.intervals.teardown_retry:g}s"
-                if previous is Phase.TERMINATING
+                f"teardown is retried in {retry_in:g}s"
+                if retry_in is not None
                 else "not retried until its spec changes or it is deleted"
             )
-            log.warning("LabWorker %s: %s%s; %s", key, decision.summary, retried, next_step)
+            log.warning(
+                "LabWorker %s: %s%s; %s",
+                key,
+                decision.summary,
+                retried,
+                next_step,
+                extra={"event": "phase_failed", "retry_in": retry_in, **fields},
+            )
         elif decision.phase != previous:
-            log.info("LabWorker %s: %s%s", key, decision.summary, retried)
+            log.info(
+                "LabWorker %s: %s%s",
+                key,
+                decision.summary,
+                retried,
+                extra={"event": "phase_changed", **fields},
+            )
         else:
-            log.debug("LabWorker %s: status updated: %s%s", key, decision.summary, retried)
+            log.debug(
+                "LabWorker %s: status updated: %s%s",
+                key,
+                decision.summary,
+                retried,
+                extra={"event": "status_updated", **fields},
+            )
 
     def _record_written(
         self, worker: LabWorker, previous: Phase | None, decision: Decision

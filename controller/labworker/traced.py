@@ -29,7 +29,7 @@ class TracedProvider:
         with tracer.start_as_current_span(
             f"provider {op}",
             kind=SpanKind.CLIENT,
-            attributes={"provider": self.name, "worker.uid": uid},
+            attributes={"labctl.provider": self.name, "labctl.worker.uid": uid},
         ) as span:
             try:
                 return fn()

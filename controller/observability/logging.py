@@ -52,23 +52,41 @@ def _is_tty(stream: IO[str]) -> bool:
         return False
 
 
+def _keep_sentence(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """Runs before ExtraAdder: a stdlib line's sentence, before a stable name replaces it."""
+    if "_record" in event_dict and not event_dict.get("_from_structlog"):
+        event_dict.setdefault("message", event_dict.get("event"))
+    return event_dict
+
+
+def _stable_event_name(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """A stdlib call naming its line (``extra={"event": "reconcile_failed", ...}``) keeps
+    its human sentence as ``message``: ``event`` is what an operator filters or alerts on,
+    ``message`` what they read. Lines that name nothing keep the sentence as ``event``."""
+    if event_dict.get("message") == event_dict.get("event"):
+        del event_dict["message"]
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     """Enrichment applied to every record, whichever API produced it."""
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
+        _keep_sentence,
         structlog.stdlib.ExtraAdder(),
+        _stable_event_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         add_trace_context,
     ]
 
 
-_LEADING_KEYS = ("timestamp", "level", "logger", "event")
+_LEADING_KEYS = ("timestamp", "level", "logger", "event", "message")
 
 
 def _lead_with_standard_keys(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
-    """Put timestamp/level/logger/event first so raw JSON lines read left to right."""
+    """Put timestamp/level/logger/event/message first so raw JSON lines read left to right."""
     ordered = {key: event_dict.pop(key) for key in _LEADING_KEYS if key in event_dict}
     ordered.update(event_dict)
     return ordered
@@ -77,7 +95,15 @@ def _lead_with_standard_keys(_logger: Any, _method: str, event_dict: EventDict) 
 def _renderers(json_output: bool, colors: bool) -> list[Processor]:
     if json_output:
         return [_lead_with_standard_keys, structlog.processors.JSONRenderer(default=str)]
-    return [structlog.dev.ConsoleRenderer(colors=colors)]
+    return [_sentence_first, structlog.dev.ConsoleRenderer(colors=colors)]
+
+
+def _sentence_first(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """On a terminal a person reads the sentence; the stable name follows as a key."""
+    if "message" in event_dict:
+        event_dict["event_name"] = event_dict["event"]
+        event_dict["event"] = event_dict.pop("message")
+    return event_dict
 
 
 def configure_logging(

@@ -1,4 +1,10 @@
-"""Prometheus metrics under controller-runtime's names, so existing dashboards work.
+"""Prometheus metrics: controller-runtime's names where it has one, ``labctl_`` otherwise.
+
+Series controller-runtime also exports (``controller_runtime_*``, ``workqueue_*``,
+``leader_election_master_status``) keep its exact names and labels, so its dashboards and
+alerts work unchanged. Everything this project adds carries the ``labctl_`` prefix: a bare
+``etcd_request_duration_seconds`` would collide with kube-apiserver's series of that name in
+any Prometheus that scrapes both. docs/architecture.md (Observability) lists every series.
 
 Each class registers its families in the ``CollectorRegistry`` it is given; create each
 once per registry (prometheus-client refuses duplicate names).
@@ -8,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Final, Literal
 
 import prometheus_client
@@ -41,6 +47,8 @@ ETCD_REQUEST_BUCKETS: Final = (
 ETCD_ALARMS: Final = ("NOSPACE", "CORRUPT")
 
 PROMETHEUS_TEXT_CONTENT_TYPE: Final = prometheus_client.exposition.CONTENT_TYPE_PLAIN_0_0_4
+PREFIX: Final = "labctl_"
+"""The prefix of every series this project defines (not controller-runtime's)."""
 
 
 def _without_created_series() -> None:
@@ -61,12 +69,13 @@ def new_registry(*, include_process_metrics: bool = True) -> CollectorRegistry:
 
 
 def render_prometheus(registry: CollectorRegistry) -> bytes:
-    """The registry in Prometheus text format 0.0.4 (see ``PROMETHEUS_TEXT_CONTENT_TYPE``)."""
+    """The registry in Prometheus text format 0.0.4 (see ``PROMETHEUS_TEXT_CONTENT_TYPE``).
+    Scrapes are served by ``server.metrics_routes``, which negotiates OpenMetrics too."""
     return prometheus_client.generate_latest(registry)
 
 
 class _LastEventAgeCollector(Collector):
-    """``informer_last_event_age_seconds``: computed at scrape time, so it keeps growing
+    """``labctl_informer_last_event_age_seconds``: computed at scrape time, so it keeps growing
     while a watch is silent (a stored timestamp would need PromQL to become an age)."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -81,7 +90,7 @@ class _LastEventAgeCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
-            "informer_last_event_age_seconds",
+            "labctl_informer_last_event_age_seconds",
             "Seconds since the watch of this resource last proved it is alive: an event, "
             "this replica's heartbeat coming back on the same stream, or a progress "
             "notification. Stays below WATCH_IDLE_TIMEOUT on a live watch, even a quiet one.",
@@ -96,7 +105,7 @@ class _LastEventAgeCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Describing without sampling keeps registration free of clock reads.
-        yield GaugeMetricFamily("informer_last_event_age_seconds", "", labels=["resource"])
+        yield GaugeMetricFamily("labctl_informer_last_event_age_seconds", "", labels=["resource"])
 
 
 class ControllerMetrics:
@@ -151,13 +160,13 @@ class ControllerMetrics:
             registry=r,
         )
         self._cas_conflicts = Counter(
-            "controller_cas_conflicts_total",
+            "labctl_cas_conflicts_total",
             "Status writes that lost an optimistic-concurrency compare (mod_revision) race",
             ["controller"],
             registry=r,
         )
         self._refused_calls = Counter(
-            "controller_provider_calls_refused_total",
+            "labctl_provider_calls_refused_total",
             "Side-effecting provider calls refused before they were made because this replica "
             "could not prove it still owns the work (its lease may have expired)",
             ["controller", "call"],
@@ -172,26 +181,26 @@ class ControllerMetrics:
             registry=r,
         )
         self._etcd_duration = Histogram(
-            "etcd_request_duration_seconds",
+            "labctl_etcd_request_duration_seconds",
             "Latency of etcd requests by method, including failed ones",
             ["method"],
             buckets=ETCD_REQUEST_BUCKETS,
             registry=r,
         )
         self._etcd_errors = Counter(
-            "etcd_request_errors_total",
+            "labctl_etcd_request_errors_total",
             "Failed etcd requests by method and error kind",
             ["method", "error"],
             registry=r,
         )
         self._etcd_write_failing = Gauge(
-            "etcd_write_failing",
+            "labctl_etcd_write_failing",
             "1 while etcd writes have failed continuously (the etcd-writes readiness check "
             "fails), 0 otherwise",
             registry=r,
         )
         self._etcd_alarm = Gauge(
-            "etcd_alarm_active",
+            "labctl_etcd_alarm_active",
             "1 while etcd reports this alarm (NOSPACE: backend quota full; CORRUPT: data "
             "inconsistency); etcd refuses writes meanwhile",
             ["alarm"],
@@ -201,7 +210,7 @@ class ControllerMetrics:
         for alarm in ETCD_ALARMS:
             self._etcd_alarm.labels(alarm).set(0)
         self._watch_restarts = Counter(
-            "informer_watch_restarts_total",
+            "labctl_informer_watch_restarts_total",
             "Watch streams re-established after a break, by why the previous one ended "
             "(silent: no proof of life within the idle timeout; error; auth: token expired; "
             "resumed from the last seen revision + 1)",
@@ -209,19 +218,19 @@ class ControllerMetrics:
             registry=r,
         )
         self._relists = Counter(
-            "informer_relists_total",
+            "labctl_informer_relists_total",
             "Full lists of the prefix after the start, e.g. after compaction",
             ["resource", "reason"],
             registry=r,
         )
         self._cache_objects = Gauge(
-            "informer_cache_objects",
+            "labctl_informer_cache_objects",
             "Objects currently held in the informer cache",
             ["resource"],
             registry=r,
         )
         self._invalid_objects = Counter(
-            "informer_invalid_objects_total",
+            "labctl_informer_invalid_objects_total",
             "Stored values skipped because they are not valid JSON or not a valid object",
             ["resource", "reason"],
             registry=r,
@@ -229,28 +238,42 @@ class ControllerMetrics:
         self._last_event = _LastEventAgeCollector(clock)
         r.register(self._last_event)
         self._events_written = Counter(
-            "controller_events_written_total",
+            "labctl_events_written_total",
             "Events written by the event recorder: a new Event (recorded) or a repeat "
             "aggregated into an existing one (aggregated)",
             ["type", "outcome"],
             registry=r,
         )
         self._events_dropped = Counter(
-            "controller_events_dropped_total",
+            "labctl_events_dropped_total",
             "Events not written: rate_limited (client-go's spam filter), queue_full, or "
             "still queued at shutdown",
             ["reason"],
             registry=r,
         )
         self._quota_corrections = Counter(
-            "labquota_usage_corrected_total",
+            "labctl_quota_usage_corrected_total",
             "Namespace usage records the quota controller rewrote from a recount: drift "
             "(workers written around the repository), unreadable or absent",
             ["reason"],
             registry=r,
         )
+        self._quota_used = Gauge(
+            "labctl_quota_used",
+            "A LabQuota's current use of a resource (status.used)",
+            ["namespace", "quota", "resource"],
+            registry=r,
+        )
+        self._quota_hard = Gauge(
+            "labctl_quota_hard",
+            "A LabQuota's limit of a resource (status.hard)",
+            ["namespace", "quota", "resource"],
+            registry=r,
+        )
+        self._quota_lock = threading.Lock()
+        self._quota_resources: dict[tuple[str, str], set[str]] = {}
         self._event_write_failures = Counter(
-            "controller_event_write_failures_total",
+            "labctl_event_write_failures_total",
             "Event writes etcd refused or did not answer (never retried blindly; a "
             "reconcile never fails for one)",
             registry=r,
@@ -271,7 +294,12 @@ class ControllerMetrics:
         ):
             family.labels(controller)
 
-    def reconcile_finished(self, controller: str, result: str, seconds: float) -> None:
+    def reconcile_finished(
+        self, controller: str, result: str, seconds: float, trace_id: str | None = None
+    ) -> None:
+        """One reconcile ended. ``trace_id`` (32 hex digits, the reconcile span's) becomes
+        the observation's exemplar: a slow bucket in Grafana links to the trace that
+        filled it. Exemplars travel only in OpenMetrics scrapes (Prometheus asks for it)."""
         if result not in RECONCILE_RESULTS:
             raise ValueError(
                 f"unknown reconcile result {result!r}; expected one of {RECONCILE_RESULTS}"
@@ -279,7 +307,8 @@ class ControllerMetrics:
         self._reconcile_total.labels(controller, result).inc()
         if result == "error":
             self._reconcile_errors.labels(controller).inc()
-        self._reconcile_time.labels(controller).observe(seconds)
+        exemplar = {"trace_id": trace_id} if trace_id else None
+        self._reconcile_time.labels(controller).observe(seconds, exemplar)
 
     def terminal_error(self, controller: str) -> None:
         """A reconcile error that will not be retried (recorded as a condition instead)."""
@@ -323,6 +352,29 @@ class ControllerMetrics:
     def quota_usage_corrected(self, reason: str) -> None:
         self._quota_corrections.labels(reason).inc()
 
+    def quota_usage(
+        self, namespace: str, quota: str, used: Mapping[str, int], hard: Mapping[str, int]
+    ) -> None:
+        """A LabQuota's use and limits as its status now says (what "near the limit" alerts
+        divide); a resource no longer limited loses its series."""
+        with self._quota_lock:
+            previous = self._quota_resources.get((namespace, quota), set())
+            current = set(hard)
+            for resource in previous - current:
+                self._quota_used.remove(namespace, quota, resource)
+                self._quota_hard.remove(namespace, quota, resource)
+            for resource, limit in hard.items():
+                self._quota_hard.labels(namespace, quota, resource).set(limit)
+                self._quota_used.labels(namespace, quota, resource).set(used.get(resource, 0))
+            self._quota_resources[(namespace, quota)] = current
+
+    def quota_deleted(self, namespace: str, quota: str) -> None:
+        """The LabQuota is gone: its series go too (a stale limit would keep alerting)."""
+        with self._quota_lock:
+            for resource in self._quota_resources.pop((namespace, quota), set()):
+                self._quota_used.remove(namespace, quota, resource)
+                self._quota_hard.remove(namespace, quota, resource)
+
     def event_recorded(self, type: str) -> None:
         self._events_written.labels(type, "recorded").inc()
 
@@ -353,38 +405,47 @@ class ControllerMetrics:
 
 
 class WorkqueueMetrics:
-    """client-go workqueue metrics, labelled by queue ``name``."""
+    """client-go workqueue metrics labelled as controller-runtime labels them.
+
+    ``name`` and ``controller`` both carry the queue's name (a controller's queue is named
+    after it), and ``workqueue_depth`` adds ``priority``: empty for a plain queue, ``high`` /
+    ``low`` for a priority queue (``new_depth_metric_with_priority``).
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         _without_created_series()
         r = registry
-        # "priority" is "high"/"low" for a priority queue, empty (no label) for a FIFO one.
+        labels = ["name", "controller"]
+        # "priority" is "high"/"low" for a priority queue, empty for a FIFO one.
         self._depth = Gauge(
-            "workqueue_depth", "Current depth of workqueue", ["name", "priority"], registry=r
+            "workqueue_depth",
+            "Current depth of workqueue by workqueue and priority",
+            [*labels, "priority"],
+            registry=r,
         )
         self._adds = Counter(
             "workqueue_adds_total",
             "Total number of adds handled by workqueue",
-            ["name"],
+            labels,
             registry=r,
         )
         self._retries = Counter(
             "workqueue_retries_total",
             "Total number of retries handled by workqueue",
-            ["name"],
+            labels,
             registry=r,
         )
         self._queue_duration = Histogram(
             "workqueue_queue_duration_seconds",
             "How long in seconds an item stays in workqueue before being requested",
-            ["name"],
+            labels,
             buckets=WORKQUEUE_DURATION_BUCKETS,
             registry=r,
         )
         self._work_duration = Histogram(
             "workqueue_work_duration_seconds",
-            "How long in seconds processing an item from workqueue takes",
-            ["name"],
+            "How long in seconds processing an item from workqueue takes.",
+            labels,
             buckets=WORKQUEUE_DURATION_BUCKETS,
             registry=r,
         )
@@ -394,13 +455,13 @@ class WorkqueueMetrics:
             "observed by work_duration. Large values indicate stuck threads. One can "
             "deduce the number of stuck threads by observing the rate at which this "
             "increases.",
-            ["name"],
+            labels,
             registry=r,
         )
         self._longest = Gauge(
             "workqueue_longest_running_processor_seconds",
             "How many seconds has the longest running processor for workqueue been running.",
-            ["name"],
+            labels,
             registry=r,
         )
 
@@ -408,25 +469,25 @@ class WorkqueueMetrics:
     # the queue asks once per queue name and keeps the labelled child.
 
     def new_depth_metric(self, name: str, /) -> Gauge:
-        return self._depth.labels(name, "")
+        return self._depth.labels(name, name, "")
 
     def new_depth_metric_with_priority(self, name: str, priority: str, /) -> Gauge:
-        return self._depth.labels(name, priority)
+        return self._depth.labels(name, name, priority)
 
     def new_adds_metric(self, name: str, /) -> Counter:
-        return self._adds.labels(name)
+        return self._adds.labels(name, name)
 
     def new_latency_metric(self, name: str, /) -> Histogram:
-        return self._queue_duration.labels(name)
+        return self._queue_duration.labels(name, name)
 
     def new_work_duration_metric(self, name: str, /) -> Histogram:
-        return self._work_duration.labels(name)
+        return self._work_duration.labels(name, name)
 
     def new_unfinished_work_seconds_metric(self, name: str, /) -> Gauge:
-        return self._unfinished.labels(name)
+        return self._unfinished.labels(name, name)
 
     def new_longest_running_processor_seconds_metric(self, name: str, /) -> Gauge:
-        return self._longest.labels(name)
+        return self._longest.labels(name, name)
 
     def new_retries_metric(self, name: str, /) -> Counter:
-        return self._retries.labels(name)
+        return self._retries.labels(name, name)

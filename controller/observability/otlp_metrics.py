@@ -10,6 +10,7 @@ Prometheus histograms carry no min/max; ``histogram_quantile`` works on them unc
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,19 +32,47 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from controller.observability.logging import get_logger
-from controller.observability.otlp_env import GRPC, exporter_names, otlp_protocol
+from controller.observability.otlp_env import (
+    DEFAULT_EXPORT_INTERVAL_SECONDS,
+    GRPC,
+    METRIC_EXPORTERS,
+    export_interval_seconds,
+    exporter_names,
+    otlp_protocol,
+)
 from controller.observability.resource import build_resource
 
 _log = get_logger(__name__)
 
-SUPPORTED_METRICS_EXPORTERS = ("otlp", "console", "prometheus")
-DEFAULT_EXPORT_INTERVAL_SECONDS = 60.0
 _SCOPE = InstrumentationScope("controller.observability.prometheus_bridge")
 _CUMULATIVE_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 _CUMULATIVE_FAMILY_TYPES = frozenset({"counter", "histogram", "summary"})
+
+
+# The exporters log every failed attempt themselves (at ERROR); the bridge reports a failing
+# streak once instead, quoting the exporter's own words.
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+)
+
+
+class _ExporterLogCapture(logging.Filter):
+    """Swallows what the exporter logs on the bridge's own thread, keeping the last line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread: int | None = None
+        self.last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if threading.get_ident() != self.thread:
+            return True
+        self.last = record.getMessage()
+        return False
 
 
 @dataclass
@@ -105,7 +134,13 @@ def registry_to_metrics_data(
 
 
 class OtlpMetricsBridge:
-    """Exports a registry every ``interval_seconds`` from a daemon thread."""
+    """Exports a registry every ``interval_seconds`` from a daemon thread.
+
+    A backend that keeps refusing (a traces-only collector answers 405) is reported once:
+    a warning at the first failure, an info line when exports succeed again, and
+    ``labctl_otlp_metric_export_failures_total`` counting every failed attempt in between —
+    not a warning every interval.
+    """
 
     def __init__(
         self,
@@ -124,6 +159,13 @@ class OtlpMetricsBridge:
         self._thread: threading.Thread | None = None
         self._export_lock = threading.Lock()
         self._shut_down = False
+        self._failing_since: int | None = None  # failed attempts in the current streak
+        self._capture = _ExporterLogCapture()
+        self._failures = Counter(
+            "labctl_otlp_metric_export_failures_total",
+            "OTLP metric exports that failed (exporter error or backend refusal)",
+            registry=registry,
+        )
 
     def start(self) -> None:
         if self._thread is not None:
@@ -143,23 +185,52 @@ class OtlpMetricsBridge:
             data = registry_to_metrics_data(
                 self._registry, self._resource, self._start_time_ns, time.time_ns()
             )
+            self._capture.thread, self._capture.last = threading.get_ident(), None
+            loggers = [logging.getLogger(name) for name in _EXPORTER_LOGGERS]
+            for logger in loggers:
+                logger.addFilter(self._capture)
             try:
                 result = self._exporter.export(data)
-            except Exception as exc:  # an exporter bug must not kill the export thread
-                _log.warning(
-                    "exporting metrics over OTLP failed; retrying at the next interval",
-                    exporter=type(self._exporter).__name__,
-                    error=str(exc),
+                error = (
+                    None
+                    if result is MetricExportResult.SUCCESS
+                    else self._capture.last or "the backend refused it or did not answer"
                 )
-                return False
-        if result is not MetricExportResult.SUCCESS:
+            except Exception as exc:  # an exporter bug must not kill the export thread
+                error = str(exc) or type(exc).__name__
+            finally:
+                for logger in loggers:
+                    logger.removeFilter(self._capture)
+            self._report(error)
+        return error is None
+
+    def _report(self, error: str | None) -> None:
+        exporter = type(self._exporter).__name__
+        if error is None:
+            if self._failing_since is not None:
+                _log.info(
+                    "otlp_metric_export_recovered",
+                    message=f"exporting metrics over OTLP works again after "
+                    f"{self._failing_since} failed attempts",
+                    exporter=exporter,
+                    failed_attempts=self._failing_since,
+                )
+            self._failing_since = None
+            return
+        self._failures.inc()
+        if self._failing_since is None:
+            self._failing_since = 0
             _log.warning(
-                "the metrics backend rejected or did not receive an export; "
-                "retrying at the next interval",
-                exporter=type(self._exporter).__name__,
+                "otlp_metric_export_failing",
+                message="exporting metrics over OTLP failed; retrying every interval "
+                "without logging again until it works (counted in "
+                "labctl_otlp_metric_export_failures_total). A traces-only backend answers "
+                "405: set OTEL_METRICS_EXPORTER=prometheus to stop pushing metrics",
+                exporter=exporter,
+                error=error,
+                retry_in=self._interval,
             )
-            return False
-        return True
+        self._failing_since += 1
 
     def shutdown(self) -> None:
         """Stop the thread, export the final values once, close the exporter. Idempotent."""
@@ -195,27 +266,12 @@ def select_metric_exporter(environ: Mapping[str, str] | None = None) -> MetricEx
     ``prometheus`` (pull) is accepted and needs nothing here: /metrics is always served.
     """
     env = os.environ if environ is None else environ
-    names = exporter_names(env, "METRICS", SUPPORTED_METRICS_EXPORTERS)
+    names = exporter_names(env, "METRICS", METRIC_EXPORTERS)
     if "otlp" in names:
         return _otlp_metric_exporter(env)
     if "console" in names:
         return ConsoleMetricExporter()
     return None
-
-
-def _export_interval_seconds(environ: Mapping[str, str]) -> float:
-    raw = environ.get("OTEL_METRIC_EXPORT_INTERVAL", "").strip()
-    if not raw:
-        return DEFAULT_EXPORT_INTERVAL_SECONDS
-    try:
-        millis = float(raw)
-    except ValueError:
-        raise ValueError(
-            f"OTEL_METRIC_EXPORT_INTERVAL={raw!r} is not a number of milliseconds"
-        ) from None
-    if millis <= 0:
-        raise ValueError(f"OTEL_METRIC_EXPORT_INTERVAL={raw!r} must be positive")
-    return millis / 1000.0
 
 
 def start_otlp_metrics_export(
@@ -231,7 +287,7 @@ def start_otlp_metrics_export(
     chosen = exporter if exporter is not None else select_metric_exporter()
     if chosen is None:
         return None
-    interval = _export_interval_seconds(os.environ)
+    interval = export_interval_seconds(os.environ)
     bridge = OtlpMetricsBridge(
         registry, chosen, resource=build_resource(service_name), interval_seconds=interval
     )

@@ -6,20 +6,20 @@ a web framework would be the biggest thing in the process.
 
 from __future__ import annotations
 
+import gzip
 import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, exposition
 
 from controller.observability.health import HealthRegistry, HealthReport
 from controller.observability.logging import get_logger
-from controller.observability.metrics import PROMETHEUS_TEXT_CONTENT_TYPE, render_prometheus
 
 _log = get_logger(__name__)
 
@@ -31,6 +31,8 @@ _SHUTDOWN_POLL_SECONDS = 0.1
 class Request:
     path: str
     query: Mapping[str, list[str]]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Request headers by lower-case name (the last one wins if repeated)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Response:
     status: int
     body: bytes
     content_type: str = TEXT_PLAIN
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra response headers (Content-Type and Content-Length are always sent)."""
 
 
 Handler = Callable[[Request], Response]
@@ -82,7 +86,11 @@ def _make_request_handler(routes: Mapping[str, Handler]) -> type[BaseHTTPRequest
             else:
                 try:
                     response = handler(
-                        Request(parts.path, parse_qs(parts.query, keep_blank_values=True))
+                        Request(
+                            parts.path,
+                            parse_qs(parts.query, keep_blank_values=True),
+                            {name.lower(): value for name, value in self.headers.items()},
+                        )
                     )
                 except Exception:
                     _log.exception("observability endpoint failed; answering 500", path=parts.path)
@@ -90,6 +98,8 @@ def _make_request_handler(routes: Mapping[str, Handler]) -> type[BaseHTTPRequest
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             if send_body:
                 self.wfile.write(response.body)
@@ -182,8 +192,18 @@ def health_routes(health: HealthRegistry) -> dict[str, Handler]:
 
 
 def metrics_routes(registry: CollectorRegistry) -> dict[str, Handler]:
-    def metrics(_request: Request) -> Response:
-        return Response(200, render_prometheus(registry), PROMETHEUS_TEXT_CONTENT_TYPE)
+    """``/metrics`` as prometheus_client renders it for its own servers: the format the
+    scraper's ``Accept`` asks for (OpenMetrics — the only one carrying the reconcile
+    histogram's trace-id exemplars — or Prometheus text 0.0.4), gzip when
+    ``Accept-Encoding`` allows, and ``?name[]=…`` to fetch only some families."""
+
+    def metrics(request: Request) -> Response:
+        encoder, content_type = exposition.choose_encoder(request.headers.get("accept", ""))
+        names = request.query.get("name[]")
+        body = encoder(registry.restricted_registry(names) if names else registry)
+        if exposition.gzip_accepted(request.headers.get("accept-encoding", "")):
+            return Response(200, gzip.compress(body), content_type, {"Content-Encoding": "gzip"})
+        return Response(200, body, content_type)
 
     return {"/metrics": metrics}
 

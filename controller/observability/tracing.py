@@ -11,12 +11,19 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from controller.observability.logging import get_logger
-from controller.observability.otlp_env import GRPC, exporter_names, otlp_protocol
+from controller.observability.otlp_env import (
+    GRPC,
+    TRACE_EXPORTERS,
+    exporter_names,
+    otlp_protocol,
+)
 from controller.observability.resource import build_resource
 
 _log = get_logger(__name__)
 
-SUPPORTED_TRACE_EXPORTERS = ("otlp", "console")
+
+SUPPORTED_TRACE_EXPORTERS = TRACE_EXPORTERS
+"""What OTEL_TRACES_EXPORTER accepts besides none (labctl checks it too)."""
 
 _lock = threading.Lock()
 _active: TracerProvider | None = None
@@ -43,7 +50,7 @@ def select_span_exporters(environ: Mapping[str, str] | None = None) -> list[Span
     """The exporters ``OTEL_TRACES_EXPORTER`` asks for (none when tracing is off)."""
     env = os.environ if environ is None else environ
     exporters: list[SpanExporter] = []
-    for name in exporter_names(env, "TRACES", SUPPORTED_TRACE_EXPORTERS):
+    for name in exporter_names(env, "TRACES", TRACE_EXPORTERS):
         exporters.append(_otlp_span_exporter(env) if name == "otlp" else ConsoleSpanExporter())
     return exporters
 

@@ -8,6 +8,7 @@ writer (`labctl` too), and a writer that is refused records a `QuotaExceeded` Ev
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, Protocol, runtime_checkable
 
 CorrectionReason = Literal["drift", "unreadable", "absent"]
@@ -21,9 +22,23 @@ class QuotaMetrics(Protocol):
         """The quota controller rewrote a namespace's usage record from a recount."""
         ...
 
+    def quota_usage(
+        self, namespace: str, quota: str, used: Mapping[str, int], hard: Mapping[str, int]
+    ) -> None:
+        """A LabQuota's use and limits, as just written to its status."""
+        ...
+
+    def quota_deleted(self, namespace: str, quota: str) -> None:
+        """The LabQuota is gone: forget its use and limits."""
+        ...
+
 
 class NoopQuotaMetrics:
     def quota_usage_corrected(self, reason: str) -> None: ...
+    def quota_usage(
+        self, namespace: str, quota: str, used: Mapping[str, int], hard: Mapping[str, int]
+    ) -> None: ...
+    def quota_deleted(self, namespace: str, quota: str) -> None: ...
 
 
 NOOP_QUOTA_METRICS: QuotaMetrics = NoopQuotaMetrics()

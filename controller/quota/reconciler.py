@@ -104,6 +104,7 @@ class QuotaReconciler:
         quota = self._read(key)
         if quota is None:
             log.debug("LabQuota %s: gone; nothing to reconcile", key)
+            self.metrics.quota_deleted(key.namespace, key.name)
             return Result.done()
         try:
             usage = self.usage(key.namespace, quota)
@@ -227,6 +228,9 @@ class QuotaReconciler:
             ) from exc
         if update.conflicts and self.on_conflicts is not None:
             self.on_conflicts(update.conflicts)
+        if update.object is not None:
+            status = update.object.status
+            self.metrics.quota_usage(key.namespace, key.name, status.used, status.hard)
         if update.written and update.object is not None:
             log.info(
                 "LabQuota %s: used %s",

@@ -138,6 +138,8 @@ NamespaceName = Annotated[
         }
     ),
 ]
+
+
 def _resource_version_in(value: object) -> object:
     """A string on the wire, as in Kubernetes; an int is still accepted (older manifests)."""
     if isinstance(value, str) and value.isascii() and value.isdigit():

@@ -13,8 +13,10 @@ and not retried. An exception that escapes a reconcile ("panic") is logged with 
 counted and retried: it never kills a worker thread.
 
 Every reconcile runs in a span (`reconcile <Kind>`) carrying the key, the attempt and the
-etcd revision of the change that queued it, and with the key bound into the log context so
-every log line inside it names its object and leads to its trace.
+etcd revision of the change that queued it (`labctl.*` attributes), linked to the trace of
+the write that queued it when the writer recorded one in the object (the traceparent
+annotation), and with the key bound into the log context so every log line inside it names
+its object and leads to its trace (docs/architecture.md, Observability).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from controller.observability.propagation import link_to_writer
 from controller.resources import ObjectKey
 from controller.runtime.informer import EventKind, Informer, InformerEvent
 from controller.runtime.result import ReconcileError, Result, TerminalError
@@ -60,7 +63,11 @@ class ReconcileMetrics(Protocol):
     (observability) implements it; the default does nothing."""
 
     def register_controller(self, controller: str, max_concurrent_reconciles: int) -> None: ...
-    def reconcile_finished(self, controller: str, result: str, seconds: float) -> None: ...
+    def reconcile_finished(
+        self, controller: str, result: str, seconds: float, trace_id: str | None = None
+    ) -> None:
+        """`trace_id`: the reconcile span's (32 hex digits), kept as the exemplar."""
+
     def reconcile_panic(self, controller: str) -> None: ...
     def terminal_error(self, controller: str) -> None: ...
     def active_workers_inc(self, controller: str) -> None: ...
@@ -71,7 +78,9 @@ class ReconcileMetrics(Protocol):
 
 class NoopReconcileMetrics:
     def register_controller(self, controller: str, max_concurrent_reconciles: int) -> None: ...
-    def reconcile_finished(self, controller: str, result: str, seconds: float) -> None: ...
+    def reconcile_finished(
+        self, controller: str, result: str, seconds: float, trace_id: str | None = None
+    ) -> None: ...
     def reconcile_panic(self, controller: str) -> None: ...
     def terminal_error(self, controller: str) -> None: ...
     def active_workers_inc(self, controller: str) -> None: ...
@@ -186,6 +195,7 @@ class Controller:
         else:
             self.queue = RateLimitingQueue(limiter, name=name, metrics=opts.workqueue_metrics)
         self._trigger_revision: dict[ObjectKey, int] = {}
+        self._trigger_traceparent: dict[ObjectKey, str] = {}
         self._threads: list[threading.Thread] = []
         self.reconciles = 0
         self.last_progress = time.monotonic()
@@ -198,9 +208,15 @@ class Controller:
 
         def on_event(event: InformerEvent[Any]) -> None:
             priority = event_priority(event)
+            # The writer's trace context, if it left one in the object (record.py keeps it).
+            traceparent = getattr(event.obj, "traceparent", None)
             for key in mapper(event):
                 if event.kind is not EventKind.RESYNC:
                     self._trigger_revision[key] = event.revision
+                    if isinstance(traceparent, str):
+                        self._trigger_traceparent[key] = traceparent
+                    else:
+                        self._trigger_traceparent.pop(key, None)
                 self._add(key, priority)
 
         informer.add_handler(on_event)
@@ -263,20 +279,25 @@ class Controller:
     def _process(self, key: ObjectKey) -> None:
         attempt = self.queue.num_requeues(key) + 1
         trigger = self._trigger_revision.pop(key, 0)
+        writer = link_to_writer(self._trigger_traceparent.pop(key, None))
         namespace, name = key
         started = time.perf_counter()
         began_ns = time.monotonic_ns()
         self.metrics.active_workers_inc(self.name)
         outcome = "success"
+        where = {"controller": self.name, "kind": self.kind}
         with tracer.start_as_current_span(
             f"reconcile {self.kind}",
             attributes={
-                "controller": self.name,
-                "key": str(key),
-                "attempt": attempt,
-                "trigger.revision": trigger,
+                "labctl.controller": self.name,
+                "labctl.kind": self.kind,
+                "labctl.key": str(key),
+                "labctl.attempt": attempt,
+                "labctl.trigger.revision": trigger,
             },
+            links=[writer] if writer is not None else None,
         ) as span:
+            trace_id = format(span.get_span_context().trace_id, "032x")
             # A fresh log context per reconcile: nothing bound for the previous key leaks in.
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(
@@ -290,7 +311,13 @@ class Controller:
                 self.queue.forget(key)
                 self.metrics.terminal_error(self.name)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
-                log.error("%s %s: %s; not retrying until it changes", self.kind, key, exc)
+                log.error(
+                    "%s %s: %s; not retrying until it changes",
+                    self.kind,
+                    key,
+                    exc,
+                    extra={"event": "reconcile_failed_terminal", "error": str(exc), **where},
+                )
             except (ReconcileError, StorageError) as exc:
                 outcome = "error"
                 delay = self._retry(key)
@@ -302,6 +329,12 @@ class Controller:
                     exc,
                     attempt,
                     delay,
+                    extra={
+                        "event": "reconcile_failed",
+                        "error": str(exc),
+                        "retry_in": round(delay, 3),
+                        **where,
+                    },
                 )
             except Exception as exc:  # a bug: count it, keep the worker alive, retry later
                 outcome = "error"
@@ -315,13 +348,19 @@ class Controller:
                     key,
                     attempt,
                     delay,
+                    extra={
+                        "event": "reconcile_panic",
+                        "error": repr(exc),
+                        "retry_in": round(delay, 3),
+                        **where,
+                    },
                 )
-            span.set_attribute("result", outcome)
+            span.set_attribute("labctl.result", outcome)
             structlog.contextvars.clear_contextvars()
         self.metrics.active_workers_dec(self.name)
         for observe in self.observers:
             observe(self.name, key, began_ns, time.monotonic_ns())
-        self.metrics.reconcile_finished(self.name, outcome, time.perf_counter() - started)
+        self.metrics.reconcile_finished(self.name, outcome, time.perf_counter() - started, trace_id)
         self.reconciles += 1
         self.last_progress = time.monotonic()
 

@@ -266,6 +266,12 @@ class Informer(Generic[T]):
                     self.prefix,
                     exc,
                     backoff,
+                    extra={
+                        "event": "informer_list_failed",
+                        "resource": self.name,
+                        "error": str(exc),
+                        "retry_in": backoff,
+                    },
                 )
                 if self._stop.wait(backoff):
                     return
@@ -336,6 +342,13 @@ class Informer(Generic[T]):
             revision,
             time.monotonic() - started,
             reason,
+            extra={
+                "event": "informer_listed",
+                "resource": self.name,
+                "objects": len(fresh),
+                "revision": revision,
+                "reason": reason,
+            },
         )
         return revision
 
@@ -362,6 +375,12 @@ class Informer(Generic[T]):
             exc.requested_revision,
             exc.compact_revision,
             self.prefix,
+            extra={
+                "event": "watch_compacted",
+                "resource": self.name,
+                "revision": exc.requested_revision,
+                "compact_revision": exc.compact_revision,
+            },
         )
         self._relist_needed.set()
 
@@ -435,6 +454,12 @@ class Informer(Generic[T]):
                 self.name,
                 kv.key,
                 exc.reason,
+                extra={
+                    "event": "object_invalid",
+                    "resource": self.name,
+                    "object_key": key,
+                    "error": exc.reason,
+                },
             )
             self.metrics.invalid_object(self.name, exc.reason.split(":", 1)[0])
             return None

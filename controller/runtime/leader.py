@@ -119,7 +119,13 @@ class LeaderElector:
                     return True
                 self._wait_for_vacancy(stop)
             except StorageError as exc:
-                log.warning("leader election on %s: %s; retrying in %.0fs", self.key, exc, retry)
+                log.warning(
+                    "leader election on %s: %s; retrying in %.0fs",
+                    self.key,
+                    exc,
+                    retry,
+                    extra={"event": "leader_election_failed", "error": str(exc), "retry_in": retry},
+                )
                 stop.wait(retry)
         return False
 
@@ -143,7 +149,12 @@ class LeaderElector:
         if not result.succeeded:
             keeper.revoke()
             holder = result.responses[0].kvs[0].value.decode() if result.responses[0].kvs else "?"  # type: ignore[union-attr]
-            log.info("leader election on %s: %s leads; standing by", self.key, holder)
+            log.info(
+                "leader election on %s: %s leads; standing by",
+                self.key,
+                holder,
+                extra={"event": "leader_standby", "holder": holder},
+            )
             return False
         self._keeper = keeper
         self.token = result.revision  # the key's create_revision
@@ -160,6 +171,7 @@ class LeaderElector:
             self.identity,
             self.token,
             self.ttl,
+            extra={"event": "leader_elected", "identity": self.identity, "token": self.token},
         )
         self.metrics.leader_status(self.name, True)
         return True
@@ -202,6 +214,7 @@ class LeaderElector:
             self.key,
             self.identity,
             why,
+            extra={"event": "leader_lost", "identity": self.identity, "error": why},
         )
         self.metrics.leader_status(self.name, False)
         for cb in self._lost_callbacks:
@@ -213,5 +226,10 @@ class LeaderElector:
             self._watch.cancel()
         if self._keeper is not None and not self.lost.is_set():
             self._keeper.revoke()  # deletes the key with its lease
-            log.info("leader election on %s: %s resigned", self.key, self.identity)
+            log.info(
+                "leader election on %s: %s resigned",
+                self.key,
+                self.identity,
+                extra={"event": "leader_resigned", "identity": self.identity},
+            )
         self.token = 0

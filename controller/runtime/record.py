@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from controller.observability.propagation import TRACEPARENT_ANNOTATION
 from controller.resources import Kind, Resource
 from controller.resources.limits import InvalidStoredValue, decode_stored
 from controller.runtime.informer import Decoder, InvalidObjectError
@@ -83,6 +84,8 @@ class Record(Generic[T]):
     """deletionTimestamp is set."""
     handover: Handover[T] | None = None
     """Where the model validated for this record may wait for its first reader."""
+    traceparent: str | None = None
+    """The writer's trace context (TRACEPARENT_ANNOTATION), for the reconcile's span link."""
 
     def decode(self) -> T:
         """The object, private to the caller (it may change it)."""
@@ -128,6 +131,7 @@ def record_decoder(kind: Kind[T], handover: Handover[T] | None = None) -> Decode
             generation=meta.generation,
             deleting=meta.deletion_timestamp is not None,
             handover=waiting,
+            traceparent=meta.annotations.get(TRACEPARENT_ANNOTATION) if meta.annotations else None,
         )
         if kv.mod_revision >= newest:
             newest = kv.mod_revision

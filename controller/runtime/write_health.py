@@ -168,7 +168,11 @@ class WriteFailureTracker:
                     "the etcd-writes readiness check passes",
                     elapsed,
                     failures,
-                    extra={"failed_writes": failures, "failing_seconds": round(elapsed, 1)},
+                    extra={
+                        "event": "etcd_writes_recovered",
+                        "failed_writes": failures,
+                        "failing_seconds": round(elapsed, 1),
+                    },
                 )
                 if self._on_change:
                     self._on_change(False)
@@ -197,6 +201,8 @@ class WriteFailureTracker:
                     _describe(error),
                     _failure_hint(error, self.prefix, self.username),
                     extra={
+                        "event": "etcd_writes_failing",
+                        "error": _describe(error),
                         "failed_writes": self._failures,
                         "failing_seconds": round(elapsed, 1),
                         "error_kind": type(error).__name__,
@@ -313,13 +319,13 @@ class AlarmMonitor:
                     "etcd alarm raised: %s; the etcd-alarms readiness check fails until it is "
                     "disarmed",
                     self._details(),
-                    extra={"alarms": sorted(after)},
+                    extra={"event": "etcd_alarm_raised", "alarms": sorted(after)},
                 )
             else:
                 log.info(
                     "etcd alarms cleared (%s); the etcd-alarms readiness check passes",
                     ", ".join(sorted(before - after)),
-                    extra={"alarms": sorted(after)},
+                    extra={"event": "etcd_alarm_cleared", "alarms": sorted(after)},
                 )
             if self._on_change:
                 self._on_change(after)
@@ -343,7 +349,8 @@ class AlarmMonitor:
 
 
 class WriteHealthMetrics(Protocol):
-    """What write health reports: `etcd_write_failing` and `etcd_alarm_active{alarm}`."""
+    """What write health reports: `labctl_etcd_write_failing` and
+    `labctl_etcd_alarm_active{alarm}`."""
 
     def etcd_write_failing(self, failing: bool) -> None: ...
     def etcd_alarms(self, active: Collection[str]) -> None: ...

@@ -118,7 +118,7 @@ class EtcdClient:
         with tracer.start_as_current_span(
             f"etcd {method}",
             kind=SpanKind.CLIENT,
-            attributes={"db.system": "etcd", "rpc.method": method},
+            attributes={"rpc.system": "etcd", "rpc.method": method},
         ) as span:
             try:
                 return self._pool.call(method, body, budget, idempotent=idempotent)

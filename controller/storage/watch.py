@@ -108,7 +108,7 @@ class WatchHandle:
         self.restart_hooks: list[Callable[[str], None]] = []
         """Called with the reason the previous stream ended, once a new one is established."""
         self.proof_hooks: list[Callable[[], None]] = []
-        """Called on every proof of life (for `informer_last_event_age_seconds`)."""
+        """Called on every proof of life (for `labctl_informer_last_event_age_seconds`)."""
         self._stop = threading.Event()
         self._stream: WatchStream | None = None
         self._thread: threading.Thread | None = None
@@ -325,9 +325,10 @@ def _run_stream(
         "etcd watch " + ("resume" if broke_because or handle.restarts else "start"),
         kind=SpanKind.CLIENT,
         attributes={
-            "db.system": "etcd",
-            "watch.name": handle.name,
-            "watch.start_revision": handle.next_revision,
+            "rpc.system": "etcd",
+            "rpc.method": "/watch",
+            "labctl.watch.name": handle.name,
+            "labctl.watch.start_revision": handle.next_revision,
         },
     ):
         stream, address = opener.open_stream("/watch", requests_, spec.idle_timeout)

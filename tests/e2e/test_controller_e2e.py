@@ -149,7 +149,7 @@ def test_etcd_killed_and_restarted_mid_convergence(
     wait_until(lambda: all_in_phase(etcd, "Ready", 60), timeout=180, what="60 Ready after restart")
     assert controller.alive()
     metrics = controller.get("/metrics")[1]
-    assert "informer_watch_restarts_total" in metrics
+    assert "labctl_informer_watch_restarts_total" in metrics
 
 
 def test_watch_revision_compacted_while_controller_is_stopped(
@@ -185,7 +185,7 @@ def test_watch_revision_compacted_while_controller_is_stopped(
     relists = [
         line
         for line in controller.get("/metrics")[1].splitlines()
-        if line.startswith("informer_relists_total{") and 'reason="compacted"' in line
+        if line.startswith("labctl_informer_relists_total{") and 'reason="compacted"' in line
     ]
     assert relists and float(relists[0].rsplit(" ", 1)[1]) >= 1
 
@@ -230,7 +230,9 @@ def test_garbage_under_the_prefix_is_reported_not_touched(
         assert etcd.get_raw(key) == value, f"{key!r} was modified"
     metrics = controller.get("/metrics")[1]
     invalid = [
-        line for line in metrics.splitlines() if line.startswith("informer_invalid_objects_total{")
+        line
+        for line in metrics.splitlines()
+        if line.startswith("labctl_informer_invalid_objects_total{")
     ]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in invalid) >= len(garbage)
     errors = [line for line in controller.logs() if line.get("level") == "error"]

@@ -87,12 +87,12 @@ def test_logs_traces_and_metrics_of_a_short_run(
     )  # nothing failed
     depths = metric_samples(metrics, "workqueue_depth")
     assert {k for k in depths if 'name="labworker"' in k} == {
-        '{name="labworker",priority="high"}',
-        '{name="labworker",priority="low"}',
+        '{controller="labworker",name="labworker",priority="high"}',
+        '{controller="labworker",name="labworker",priority="low"}',
     }  # the priority queue (PRIORITY_QUEUE defaults to on)
     assert labworker_depth(metrics) == 0.0
-    assert sum(metric_samples(metrics, "informer_invalid_objects_total").values()) == 0
-    cached = metric_samples(metrics, "informer_cache_objects")
+    assert sum(metric_samples(metrics, "labctl_informer_invalid_objects_total").values()) == 0
+    cached = metric_samples(metrics, "labctl_informer_cache_objects")
     assert cached['{resource="labworkers"}'] == 5.0
     # One informer per watched kind (Events are written, never watched, by the controller).
     assert set(cached) == {
@@ -107,10 +107,11 @@ def test_logs_traces_and_metrics_of_a_short_run(
         "workqueue_retries_total",
         "workqueue_queue_duration_seconds_bucket",
         "workqueue_work_duration_seconds_bucket",
-        "leader_election_master_status",
-        "etcd_request_duration_seconds_bucket",
+        "labctl_etcd_request_duration_seconds_bucket",
     ):
         assert name in metrics, name
+    # A single replica (LEADER_ELECT off) elects nothing and says nothing about leadership.
+    assert metric_samples(metrics, "leader_election_master_status") == {}
 
     # -- traces: one span per reconcile, etcd and provider calls as children
     spans = receiver.snapshot()
@@ -118,7 +119,7 @@ def test_logs_traces_and_metrics_of_a_short_run(
     reconcile_spans = [
         s
         for s in spans
-        if s.name == "reconcile LabWorker" and s.attributes.get("controller") == "labworker"
+        if s.name == "reconcile LabWorker" and s.attributes.get("labctl.controller") == "labworker"
     ]
     assert len(reconcile_spans) == reconciles
     assert {s.service for s in spans} == {"lab-controller-under-test"}
@@ -132,10 +133,12 @@ def test_logs_traces_and_metrics_of_a_short_run(
     ]
     assert txn_children, "status writes are child spans of their reconcile"
     assert any(s.name == "provider provision" and by_id.get(s.parent_span_id) for s in spans)
-    first = [s for s in reconcile_spans if s.attributes.get("phase.before") == "new"]
-    assert first and all(s.attributes["key"].startswith("default/o") for s in first)
-    assert all(s.attributes.get("trigger.revision", 0) > 0 for s in first)
-    assert any(s.attributes.get("phase.after") == "Ready" for s in reconcile_spans)
+    first = [s for s in reconcile_spans if s.attributes.get("labctl.phase.before") == "new"]
+    assert first and all(s.attributes["labctl.key"].startswith("default/o") for s in first)
+    assert all(s.attributes.get("labctl.trigger.revision", 0) > 0 for s in first)
+    assert any(s.attributes.get("labctl.phase.after") == "Ready" for s in reconcile_spans)
+    etcd_spans = [s for s in spans if s.name.startswith("etcd ")]
+    assert etcd_spans and all(s.attributes.get("rpc.system") == "etcd" for s in etcd_spans)
 
     # -- logs: every line JSON with the standard fields; reconcile lines lead to their trace
     lines = controller.logs()
@@ -151,8 +154,11 @@ def test_logs_traces_and_metrics_of_a_short_run(
         assert line["trace_id"] in trace_ids, line
         assert line["span_id"] in span_ids, line
         assert line["namespace"] == "default" and line["name"].startswith("o")
-    transitions = [line for line in in_reconcile if "→" in line["event"] or "->" in line["event"]]
-    assert transitions or in_reconcile
+    # Phase changes: a stable event name, the phases as keys, and the sentence kept.
+    transitions = [line for line in in_reconcile if line["event"] == "phase_changed"]
+    pairs = {(line["from_phase"], line["to_phase"]) for line in transitions}
+    assert ("new", "Pending") in pairs and any(to == "Ready" for _, to in pairs), pairs
+    assert all(line["name"] in line["message"] for line in transitions)
 
 
 def test_no_secret_reaches_a_log_line(etcd: EtcdProcess, controller: ControllerProcess) -> None:

@@ -34,8 +34,9 @@ def test_a_black_holed_connection_is_noticed_within_ten_seconds_with_defaults(
             ctl.wait_ready(timeout=30)
             wait_until(lambda: all_in_phase(production_etcd, "Ready", 2), timeout=60, what="2")
             metrics = ctl.get("/metrics")[1]
-            assert 'informer_watch_restarts_total{reason="silent",resource="labworkers"}' in (
-                metrics
+            assert (
+                'labctl_informer_watch_restarts_total{reason="silent",resource="labworkers"}'
+                in (metrics)
             )
             assert ctl.get("/healthz")[0] == 200  # a short outage never restarts the process
         finally:

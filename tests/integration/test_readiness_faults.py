@@ -75,7 +75,9 @@ def failed_checks(body: str) -> dict[str, str]:
 
 
 def events(ctl: ControllerProcess, prefix: str) -> list[str]:
-    return [line["event"] for line in ctl.logs() if str(line.get("event", "")).startswith(prefix)]
+    # Named lines keep their sentence in `message` (docs/architecture.md §18).
+    sentences = [str(line.get("message", line.get("event", ""))) for line in ctl.logs()]
+    return [sentence for sentence in sentences if sentence.startswith(prefix)]
 
 
 def test_nospace_alarm_makes_the_controller_unready_until_space_is_freed(
@@ -105,15 +107,15 @@ def test_nospace_alarm_makes_the_controller_unready_until_space_is_freed(
             r"writes failing for \d+s \(\d+ consecutive failures\): QuotaExceeded",
             failed["etcd-writes"],
         )
-        assert metric(ctl, 'etcd_alarm_active{alarm="NOSPACE"}') == 1.0
-        assert metric(ctl, 'etcd_alarm_active{alarm="CORRUPT"}') == 0.0
-        assert metric(ctl, "etcd_write_failing") == 1.0
+        assert metric(ctl, 'labctl_etcd_alarm_active{alarm="NOSPACE"}') == 1.0
+        assert metric(ctl, 'labctl_etcd_alarm_active{alarm="CORRUPT"}') == 0.0
+        assert metric(ctl, "labctl_etcd_write_failing") == 1.0
 
         free_space(small_etcd)
         ctl.wait_ready(timeout=30)
         wait_until(lambda: all_in_phase(small_etcd, "Ready", 3), timeout=30, what="workers Ready")
-        assert metric(ctl, 'etcd_alarm_active{alarm="NOSPACE"}') == 0.0
-        assert metric(ctl, "etcd_write_failing") == 0.0
+        assert metric(ctl, 'labctl_etcd_alarm_active{alarm="NOSPACE"}') == 0.0
+        assert metric(ctl, "labctl_etcd_write_failing") == 0.0
 
         # A full quota while the controller runs idle (no write to fail) is seen by the poll.
         fill_until_nospace(small_etcd)
@@ -164,7 +166,7 @@ def test_read_only_etcd_user_makes_the_controller_unready(
             "readwrite on that prefix"
         )
         assert "s3cret" not in detail
-        assert metric(ctl, "etcd_write_failing") == 1.0
+        assert metric(ctl, "labctl_etcd_write_failing") == 1.0
 
         etcd.etcdctl(
             root,
@@ -176,7 +178,9 @@ def test_read_only_etcd_user_makes_the_controller_unready(
             PREFIX + "/",
         )
         ctl.wait_ready(timeout=30)
-        wait_until(lambda: metric(ctl, "etcd_write_failing") == 0.0, timeout=10, what="gauge 0")
+        wait_until(
+            lambda: metric(ctl, "labctl_etcd_write_failing") == 0.0, timeout=10, what="gauge 0"
+        )
     finally:
         ctl.kill()
     assert len(events(ctl, "etcd writes failing:")) == 1

@@ -33,7 +33,9 @@ class RecordingMetrics(NoopReconcileMetrics):
         self.panics = 0
         self.terminal = 0
 
-    def reconcile_finished(self, controller: str, result: str, seconds: float) -> None:
+    def reconcile_finished(
+        self, controller: str, result: str, seconds: float, trace_id: str | None = None
+    ) -> None:
         self.results[result] += 1
 
     def reconcile_panic(self, controller: str) -> None:

@@ -247,6 +247,35 @@ def test_builder_creates_the_venv_and_installs_without_pip_cache() -> None:
         assert "--no-cache-dir" in run
 
 
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (REPO_ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep and version, f"requirements.lock: {line!r} is not pinned with =="
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_builder_installs_under_the_lock_it_copies() -> None:
+    builder = _builder(_dockerfile())
+    copied = {word for copy in builder.all("COPY") for word in copy.words()[:-1]}
+    assert "requirements.lock" in copied
+    installs = [run.value for run in builder.all("RUN") if "pip install" in run.value]
+    assert installs and all("--constraint requirements.lock" in run for run in installs)
+
+
+def test_lock_pins_every_runtime_dependency_and_no_test_tool() -> None:
+    pins = _lock()
+    project = _pyproject()["project"]
+    for requirement in project["dependencies"]:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+        assert re.sub(r"[-_.]+", "-", name).lower() in pins, f"{name} is not in requirements.lock"
+    for requirement in project["optional-dependencies"]["test"]:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower()
+        assert name not in pins, f"test tool {name} must not reach the image"
+
+
 def test_entrypoint_is_the_labctl_console_script_running_the_controller() -> None:
     final = _dockerfile().final
     entrypoint, cmd = final.last("ENTRYPOINT"), final.last("CMD")
@@ -353,6 +382,24 @@ def compose_file(request: pytest.FixtureRequest) -> Path:
     return path
 
 
+def test_compose_files_are_compose_v2_and_say_so(compose_file: Path) -> None:
+    compose = _compose(compose_file)
+    # The Compose Specification drops `version:`; v2 warns about it, v1 needs it.
+    assert "version" not in compose
+    assert "Compose v2 only" in compose_file.read_text()
+
+
+@pytest.mark.parametrize(
+    "path", [*COMPOSE_FILES, DEPLOYMENT / "docker-compose.aws.yml"], ids=lambda p: p.name
+)
+def test_compose_publishes_ports_on_loopback_only(path: Path) -> None:
+    for name, service in _compose(path)["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (
+                f"{name}: {port} is published on every interface"
+            )
+
+
 def test_compose_images_are_pinned(compose_file: Path) -> None:
     for name, service in _compose(compose_file)["services"].items():
         assert "image" in service, f"{name}: name the image so it is not rebuilt per service"
@@ -435,7 +482,7 @@ def test_compose_traces_go_to_the_jaeger_service_over_otlp_http(compose_file: Pa
     backend = compose["services"][endpoint.hostname]
     assert str(backend["image"]).startswith("jaegertracing/all-in-one:")
     assert _service_env(backend)["COLLECTOR_OTLP_ENABLED"] == "true"
-    assert "16686:16686" in backend["ports"], "the Jaeger UI the docs point at"
+    assert "127.0.0.1:16686:16686" in backend["ports"], "the Jaeger UI the docs point at"
 
 
 def test_compose_samples_job_applies_the_mounted_samples(compose_file: Path) -> None:

@@ -191,3 +191,38 @@ def test_secrets_never_reach_the_output(fmt: str) -> None:
     assert "[REDACTED]" in text
     assert "root" in text  # non-secret fields survive
     assert "status write failed" in text and "RuntimeError" in text
+
+
+def test_a_named_stdlib_line_keeps_its_sentence_as_message_and_its_keys() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+
+    logging.getLogger("controller.runtime.controller").warning(
+        "%s %s: reconcile failed (%s); retry %d in %.2fs",
+        "LabWorker",
+        "default/w1",
+        "etcd unavailable",
+        3,
+        0.4,
+        extra={"event": "reconcile_failed", "error": "etcd unavailable", "retry_in": 0.4},
+    )
+    logging.getLogger("controller.runtime.controller").info("an unnamed %s", "line")
+
+    named, unnamed = json_lines(out)
+    assert named["event"] == "reconcile_failed"
+    assert named["message"] == (
+        "LabWorker default/w1: reconcile failed (etcd unavailable); retry 3 in 0.40s"
+    )
+    assert (named["error"], named["retry_in"]) == ("etcd unavailable", 0.4)
+    assert list(named)[:5] == ["timestamp", "level", "logger", "event", "message"]
+    assert unnamed["event"] == "an unnamed line" and "message" not in unnamed
+
+
+def test_on_a_terminal_the_sentence_leads_and_the_name_follows() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", "console", out)
+
+    logging.getLogger("x").info("LabWorker %s: Pending", "w1", extra={"event": "phase_changed"})
+
+    text = out.getvalue()
+    assert "LabWorker w1: Pending" in text and "event_name=phase_changed" in text

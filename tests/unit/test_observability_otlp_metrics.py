@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+import structlog
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
     OTLPMetricExporter as GrpcMetricExporter,
 )
@@ -30,6 +34,7 @@ from controller.observability import (
     ControllerMetrics,
     OtlpMetricsBridge,
     WorkqueueMetrics,
+    configure_logging,
     registry_to_metrics_data,
     select_metric_exporter,
     start_otlp_metrics_export,
@@ -101,7 +106,9 @@ def test_conversion_keeps_names_labels_values_and_kinds() -> None:
     }
     depth = metrics["workqueue_depth"]
     assert isinstance(depth.data, Gauge)
-    assert point_values(depth) == {frozenset({("name", "labworker"), ("priority", "high")}): 1.0}
+    assert point_values(depth) == {
+        frozenset({("name", "labworker"), ("controller", "labworker"), ("priority", "high")}): 1.0
+    }
 
     buckets = metrics["controller_runtime_reconcile_time_seconds_bucket"]
     assert isinstance(buckets.data, Sum) and buckets.data.is_monotonic
@@ -124,7 +131,9 @@ def test_no_exporter_unless_configured() -> None:
     ("env", "expected"),
     [
         ({"OTEL_METRICS_EXPORTER": "otlp"}, HttpMetricExporter),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, HttpMetricExporter),
+        # An endpoint alone (set for traces) does not turn on a metrics push: pull is the
+        # default, since traces-only backends answer a metrics export with 405.
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, type(None)),
         (
             {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
             GrpcMetricExporter,
@@ -179,7 +188,7 @@ def test_periodic_export_then_final_export_on_shutdown(monkeypatch: pytest.Monke
     assert exporter.shutdowns == 1
     assert len(exporter.exported) == exported_before_second_shutdown
     last = metrics_by_name(exporter.exported[-1])
-    assert point_values(last["controller_cas_conflicts_total"]) == {
+    assert point_values(last["labctl_cas_conflicts_total"]) == {
         frozenset({("controller", "labworker")}): 1.0
     }
     resource = exporter.exported[-1].resource_metrics[0].resource
@@ -198,3 +207,74 @@ def test_failed_exports_report_false_and_keep_the_bridge_usable(
     assert bridge.export_once() is False
     bridge.shutdown()
     assert exporter.shutdowns == 1
+
+
+class SwitchableExporter(RecordingExporter):
+    """Fails like a traces-only OTLP backend (the exporter logs the 405) until switched."""
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        if self.result is MetricExportResult.FAILURE:
+            logging.getLogger("opentelemetry.exporter.otlp.proto.http.metric_exporter").error(
+                "Failed to export metrics batch code: 405, reason: Method Not Allowed"
+            )
+        return super().export(metrics_data, timeout_millis)
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    yield out
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def test_a_failing_export_is_reported_once_counted_always_and_its_recovery_noted(
+    json_log: io.StringIO,
+) -> None:
+    registry = CollectorRegistry()
+    exporter = SwitchableExporter(MetricExportResult.FAILURE)
+    bridge = OtlpMetricsBridge(registry, exporter, resource=Resource({}))
+
+    for _ in range(5):
+        assert bridge.export_once() is False
+    exporter.result = MetricExportResult.SUCCESS
+    assert bridge.export_once() is True
+    assert bridge.export_once() is True
+
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    # One warning for the failing streak, one line for the recovery; the exporter's own
+    # per-attempt errors are muted (their words are quoted in the warning).
+    assert [(line["level"], line["event"]) for line in lines] == [
+        ("warning", "otlp_metric_export_failing"),
+        ("info", "otlp_metric_export_recovered"),
+    ]
+    assert "405" in lines[0]["error"] and "OTEL_METRICS_EXPORTER" in lines[0]["message"]
+    assert lines[1]["failed_attempts"] == 5
+    assert registry.get_sample_value("labctl_otlp_metric_export_failures_total") == 5
+    bridge.shutdown()
+
+
+def test_exporter_variables_are_checked_before_start() -> None:
+    from controller.observability.otlp_env import check_exporter_environment
+
+    check_exporter_environment({})
+    check_exporter_environment({"OTEL_METRICS_EXPORTER": "prometheus,otlp"})
+    for env, variable in [
+        ({"OTEL_METRICS_EXPORTER": "statsd"}, "OTEL_METRICS_EXPORTER"),
+        ({"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER"),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "udp"},
+         "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ({"OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "soon"},
+         "OTEL_METRIC_EXPORT_INTERVAL"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=variable) as raised:
+            check_exporter_environment(env)
+        assert "\n" not in str(raised.value)

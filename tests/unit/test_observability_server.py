@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import socket
 import struct
@@ -158,6 +159,56 @@ def test_metrics_endpoint_serves_prometheus_text(servers: list[HttpServer]) -> N
     assert status == 200
     assert content_type.startswith("text/plain; version=0.0.4")
     assert 'controller_runtime_reconcile_total{controller="labworker",result="success"} 1.0' in body
+
+
+PROMETHEUS_SCRAPE_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)  # what Prometheus 2.x sends
+
+
+def fetch(server: HttpServer, path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    response.body = response.read()  # type: ignore[attr-defined]
+    conn.close()
+    return response
+
+
+def test_metrics_negotiate_openmetrics_with_exemplars_and_gzip(servers: list[HttpServer]) -> None:
+    registry = CollectorRegistry()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    ControllerMetrics(registry).reconcile_finished("labworker", "success", 0.1, trace_id)
+    server = start_http_server("127.0.0.1", 0, metrics_routes(registry))
+    servers.append(server)
+
+    scraped = fetch(
+        server, "/metrics", {"Accept": PROMETHEUS_SCRAPE_ACCEPT, "Accept-Encoding": "gzip"}
+    )
+
+    assert scraped.status == 200
+    assert scraped.getheader("Content-Type", "").startswith("application/openmetrics-text")
+    assert scraped.getheader("Content-Encoding") == "gzip"
+    text = gzip.decompress(scraped.body).decode()  # type: ignore[attr-defined]
+    assert text.endswith("# EOF\n")
+    assert f'# {{trace_id="{trace_id}"}} 0.1' in text
+
+    plain = fetch(server, "/metrics", {})
+    assert plain.getheader("Content-Encoding") is None
+    assert "trace_id" not in plain.body.decode()  # type: ignore[attr-defined]
+
+
+def test_metrics_can_be_restricted_to_some_families(servers: list[HttpServer]) -> None:
+    registry = CollectorRegistry()
+    ControllerMetrics(registry).cas_conflict("labworker")
+    server = start_http_server("127.0.0.1", 0, metrics_routes(registry))
+    servers.append(server)
+
+    _, _, body = get(server, "/metrics?name[]=labctl_cas_conflicts_total")
+
+    assert 'labctl_cas_conflicts_total{controller="labworker"} 1.0' in body
+    assert "controller_runtime_reconcile_total" not in body
 
 
 def test_separate_ports_for_metrics_and_health(servers: list[HttpServer]) -> None:
