@@ -92,7 +92,7 @@ def test_a_deposed_leader_makes_no_provider_call_after_it_wakes(
         assert late == [], f"the deposed leader made provider calls after waking: {late}"
         calls_by_b = [e for e in _audit(audit) if e["identity"] == "b"]
         assert {e["uid"] for e in calls_by_b if e["call"] == "provision"}, "'b' did the work"
-        events = [line.get("event", "") for line in old.logs()]
+        events = [str(line.get("message", line.get("event", ""))) for line in old.logs()]
         assert any("lost leadership" in e for e in events)
     finally:
         old.kill()
