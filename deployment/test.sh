@@ -32,4 +32,4 @@ ruff check controller tests bench
 echo "== pytest"
 # Most tests wait on etcd, moto or a controller process, not on the CPU: four workers keep
 # the suite within minutes on two cores (PYTEST_WORKERS=0 runs it serially).
-exec python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-4}" "$@"
+exec python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-4}" --dist worksteal "$@"
