@@ -31,5 +31,6 @@ echo "== ruff check"
 ruff check controller tests bench
 echo "== pytest"
 # Most tests wait on etcd, moto or a controller process, not on the CPU: four workers keep
-# the suite within minutes on two cores (PYTEST_WORKERS=0 runs it serially).
+# the suite within minutes on two cores (PYTEST_WORKERS=0 runs it serially); work stealing
+# keeps the long e2e tests from queueing behind each other on one worker.
 exec python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-4}" --dist worksteal "$@"
