@@ -12,7 +12,7 @@ one list/watch loop and one cache.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -50,9 +50,22 @@ class Builder:
         self._sources: list[tuple[Kind[Any], EventMapper]] = []
         self._options: ControllerOptions | None = None
 
-    def for_(self, kind: Kind[Any]) -> Builder:
+    def for_(
+        self, kind: Kind[Any], *, predicate: Callable[[InformerEvent[Any]], bool] | None = None
+    ) -> Builder:
+        """Reconcile `kind`; its own events enqueue it — only those `predicate` accepts, if
+        given (controller-runtime's WithPredicates): a controller with nothing to do for most
+        objects keeps them out of its queue instead of reconciling them to a no-op."""
         self._for = kind
-        self._sources.append((kind, own_key))
+        if predicate is None:
+            self._sources.append((kind, own_key))
+        else:
+            accept = predicate
+
+            def filtered(event: InformerEvent[Any]) -> Iterable[ObjectKey]:
+                return own_key(event) if accept(event) else ()
+
+            self._sources.append((kind, filtered))
         return self
 
     def owns(self, kind: Kind[Any]) -> Builder:

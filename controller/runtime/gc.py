@@ -199,6 +199,12 @@ class GarbageCollector:
         )
 
 
+def has_owners(event: InformerEvent[Any]) -> bool:
+    """Only a dependent with owner references can ever be collected: the others (most of a
+    fleet of standalone workers) never enter the collector's queue."""
+    return bool(getattr(event.obj, "owner_uids", ()))
+
+
 def add_garbage_collector(
     manager: Manager,
     dependent: Kind[Any],
@@ -212,7 +218,7 @@ def add_garbage_collector(
     Builds the leader-only controller `gc-<dependent plural>` on `manager`. `on_collected`
     is told the dependent's plural for every object marked for deletion (a metric)."""
     collector = GarbageCollector(manager, dependent, owners, on_collected=on_collected)
-    builder = manager.controller(collector.name).for_(dependent)
+    builder = manager.controller(collector.name).for_(dependent, predicate=has_owners)
     for owner in owners:
         builder = builder.watches(owner, collector.dependents_of_deleted)
     builder.with_options(ControllerOptions(workers=workers)).complete(collector.reconcile)

@@ -254,8 +254,11 @@ class Manager:
             self.health.add_readiness("etcd-alarms", self.write_health.alarms.check)
         everywhere = [r for r in self.runnables if not r.needs_leader]
         owner_only = [r for r in self.runnables if r.needs_leader]
-        if self.sharder is not None:
-            return self._run_sharded(everywhere, owner_only)
+        sharder = self.sharder
+        # Under sharding, controllers run on every replica over its shards; the rest
+        # (singletons) still run on the elected leader only.
+        sharded = [r for r in owner_only if sharder is not None and getattr(r, "sharded", False)]
+        singletons = [r for r in owner_only if r not in sharded]
         for runnable in everywhere:  # servers first: probes answer while etcd is awaited
             runnable.start()
         if not self._wait_for_etcd():
@@ -264,6 +267,10 @@ class Manager:
             self.write_health.start()
         if self.heartbeat is not None:
             self.heartbeat.start()
+        if sharder is not None:
+            self._wire_shards(sharder, sharded, singletons)
+            if not self._join(sharder):
+                return self._shutdown(everywhere)
         # Standbys sync their caches too: they are ready (serving metrics and health) and
         # take over with a warm cache the moment they are elected.
         for informer in self.informers:
@@ -272,71 +279,44 @@ class Manager:
             while not informer.wait_synced(0.5):
                 if self._stop.is_set():
                     return self._shutdown(everywhere)
-        if self.elector is not None:
-            log.info(
-                "campaigning for leadership on %s as %s", self.elector.key, self.elector.identity
-            )
-            if not self.elector.campaign(self._stop):
-                return self._shutdown(everywhere)
-        for runnable in owner_only:
-            runnable.start()
-        self.started.set()
-        log.info("running: %s", ", ".join(r.name for r in owner_only) or "no controllers")
-        self._stop.wait()
-        return self._shutdown([*everywhere, *owner_only])
-
-    def _run_sharded(self, everywhere: list[Runnable], owner_only: list[Runnable]) -> int:
-        """Sharding: join, cache only this replica's shards, run every sharded controller at
-        once (each over the shards it holds), and campaign for the singletons meanwhile."""
-        sharder = self.sharder
-        assert sharder is not None
-        sharded = [r for r in owner_only if getattr(r, "sharded", False)]
-        singletons = [r for r in owner_only if r not in sharded]
-        for runnable in everywhere:
-            runnable.start()
-        if not self._wait_for_etcd():
-            return self._shutdown(everywhere)
-        if self.write_health is not None:
-            self.write_health.start()
-        if self.heartbeat is not None:
-            self.heartbeat.start()
-        self._wire_shards(sharder, sharded, singletons)
-        delay = 0.5
-        while True:
-            try:
-                sharder.join()
-                break
-            except StorageError as exc:
-                log.warning("sharding: cannot join (%s); retrying in %.1fs", exc, delay)
-                if self._stop.wait(delay):
-                    return self._shutdown(everywhere)
-                delay = min(delay * 2, 15.0)
-        for informer in self.informers:
-            informer.start()
-        for informer in self.informers:
-            while not informer.wait_synced(0.5):
-                if self._stop.is_set():
-                    return self._shutdown(everywhere)
-        for runnable in sharded:
-            runnable.start()
-        sharder.start()
-        self.started.set()
-        log.info("running sharded: %s", ", ".join(r.name for r in sharded) or "no controllers")
-        if singletons and self.elector is not None:
+        running = [*everywhere, *sharded]
+        if sharder is not None:
+            for runnable in sharded:
+                runnable.start()
+            sharder.start()
+            self.started.set()
+            log.info("running sharded: %s", ", ".join(r.name for r in sharded) or "none")
+            if self.elector is None:
+                singletons = []  # nobody could be sure to run them alone
+        if self.elector is not None and (singletons or sharder is None):
             log.info(
                 "campaigning for leadership on %s as %s (for %s)",
                 self.elector.key,
                 self.elector.identity,
-                ", ".join(r.name for r in singletons),
+                ", ".join(r.name for r in singletons) or "nothing yet",
             )
             if not self.elector.campaign(self._stop):
-                return self._shutdown([*everywhere, *sharded])
-            for runnable in singletons:
-                runnable.start()
-        else:
-            singletons = []
+                return self._shutdown(running)
+        for runnable in singletons:
+            runnable.start()
+        running += singletons
+        self.started.set()
+        log.info("running: %s", ", ".join(r.name for r in [*sharded, *singletons]) or "none")
         self._stop.wait()
-        return self._shutdown([*everywhere, *sharded, *singletons])
+        return self._shutdown(running)
+
+    def _join(self, sharder: ShardCoordinator) -> bool:
+        """Join the shard members, retrying while etcd refuses; False if stopped first."""
+        delay = 0.5
+        while True:
+            try:
+                sharder.join()
+                return True
+            except StorageError as exc:
+                log.warning("sharding: cannot join (%s); retrying in %.1fs", exc, delay)
+                if self._stop.wait(delay):
+                    return False
+                delay = min(delay * 2, 15.0)
 
     def _wire_shards(
         self, sharder: ShardCoordinator, sharded: list[Runnable], singletons: list[Runnable]

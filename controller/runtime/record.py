@@ -1,7 +1,8 @@
 """What an informer caches per object: the validated raw JSON plus the few fields it indexes.
 
 A pydantic model tree per cached object would cost several KB and give the cyclic GC a
-million containers to rescan; the raw bytes cost about their length. The value is validated
+million containers to rescan; the raw bytes, compressed against a dictionary of their kind
+(controller.runtime.packing), cost a fraction of their length. The value is validated
 once per revision, when it arrives (an invalid one is reported and skipped, never cached).
 The model that validation built is handed over to the first reader of that record (the
 reconcile the event queues), so a revision that arrives by watch is parsed once, not twice;
@@ -22,6 +23,7 @@ from controller.observability.propagation import TRACEPARENT_ANNOTATION
 from controller.resources import Kind, Resource
 from controller.resources.limits import InvalidStoredValue, decode_stored
 from controller.runtime.informer import Decoder, InvalidObjectError
+from controller.runtime.packing import ValuePacker
 from controller.storage import KeyValue
 
 T = TypeVar("T", bound=Resource)
@@ -42,7 +44,7 @@ class Handover(Generic[T]):
     Bounded (oldest dropped first) so that a record nobody reads costs nothing for long;
     `take` removes the model, so it is never shared between two readers."""
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 64) -> None:
         self.capacity = capacity
         self._waiting: dict[int, tuple[Record[T], T]] = {}
         """By id(record); the entry holds the record, so that id is not reused meanwhile."""
@@ -68,7 +70,9 @@ class Handover(Generic[T]):
 class Record(Generic[T]):
     kind: Kind[T]
     revision: int
-    raw: bytes
+    packed: bytes
+    """The stored value, compressed by `packer` (controller.runtime.packing)."""
+    packer: ValuePacker
     uid: str
     labels: tuple[str, ...]
     """"key=value" strings, the label index's values."""
@@ -86,6 +90,11 @@ class Record(Generic[T]):
     """Where the model validated for this record may wait for its first reader."""
     traceparent: str | None = None
     """The writer's trace context (TRACEPARENT_ANNOTATION), for the reconcile's span link."""
+
+    @property
+    def raw(self) -> bytes:
+        """The stored value as etcd holds it."""
+        return self.packer.unpack(self.packed)
 
     def decode(self) -> T:
         """The object, private to the caller (it may change it)."""
@@ -107,6 +116,7 @@ def record_decoder(kind: Kind[T], handover: Handover[T] | None = None) -> Decode
     that event queues.
     """
     getters = list(kind.field_indexes.values())
+    packer = ValuePacker()
     intern = sys.intern
     waiting: Handover[T] = handover if handover is not None else Handover()
     newest = 0
@@ -122,7 +132,8 @@ def record_decoder(kind: Kind[T], handover: Handover[T] | None = None) -> Decode
         record = Record(
             kind=kind,
             revision=kv.mod_revision,
-            raw=kv.value,
+            packed=packer.pack(kv.value),
+            packer=packer,
             uid=meta.uid or "",
             labels=tuple(intern(f"{k}={v}") for k, v in sorted(meta.labels.items())),
             owner_uids=tuple(r.uid for r in meta.owner_references or ()),

@@ -8,8 +8,8 @@ Every replica reconciles its share of the keys at the same time; these tests hol
   two replicas fail the test — across joins, leaves and a SIGKILL;
 - **no side effect is doubled**: the sim cloud (kept in etcd) holds one instance per uid, and
   its audit trail shows one create per uid;
-- a SIGKILLed replica's shards are held by the survivors within its lease TTL (+ 5 s), and
-  the workers in them converge;
+- a replica SIGKILLed mid-convergence has its shards held by the survivors within its lease
+  TTL (+ 5 s), and the workers in them converge;
 - a replica SIGSTOPped past its lease makes no provider call after it wakes (refused before
   the call leaves, by the lease bound) and exits non-zero; its shards are already held by the
   others.
@@ -71,9 +71,11 @@ def overlapping_reconciles(path: Path) -> list[tuple[str, dict[str, Any], dict[s
     """Pairs of reconciles of one key (same controller) by two replicas whose intervals meet."""
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for line in path.read_text().splitlines():
-        if line.strip():
+        try:
             entry = json.loads(line)
-            by_key[(entry["controller"], entry["key"])].append(entry)
+        except ValueError:
+            continue  # blank, or cut short by a SIGKILL (that reconcile never ended anyway)
+        by_key[(entry["controller"], entry["key"])].append(entry)
     found = []
     for (_, key), entries in by_key.items():
         entries.sort(key=lambda e: e["start"])
@@ -99,7 +101,7 @@ def assert_one_instance_per_worker(client: EtcdClient, etcd: EtcdProcess, audit:
     assert set(creates.values()) == {1}, "one create per worker"
 
 
-def test_three_replicas_converge_1000_workers_and_survive_a_sigkill(
+def test_three_replicas_converge_1000_workers_through_a_sigkill(
     etcd: EtcdProcess, tmp_path: Path
 ) -> None:
     procs = replicas(etcd, tmp_path, ["a", "b", "c"])
@@ -113,21 +115,18 @@ def test_three_replicas_converge_1000_workers_and_survive_a_sigkill(
         assert len(holders) == SHARDS and set(holders.values()) == {"a", "b", "c"}
 
         apply(etcd, [worker_manifest(f"w{i:04d}") for i in range(1000)])
-        wait_until(lambda: ready_count(etcd) == 1000, timeout=300, what="1,000 workers Ready")
+        wait_until(lambda: ready_count(etcd) >= 200, timeout=300, what="200 workers Ready")
 
         killed_at = time.monotonic()
-        procs["c"].kill()
+        procs["c"].kill()  # mid-convergence: c's shards hold workers still on their way
         wait_until(
-            lambda: (
-                set(shard_holders(client).values()) == {"a", "b"}
-                and len(shard_holders(client)) == SHARDS
-            ),
+            lambda: set(shard_holders(client).values()) == {"a", "b"}
+            and len(shard_holders(client)) == SHARDS,
             timeout=TTL + 5,
             what="c's shards held by a and b within its lease TTL + 5 s",
         )
         moved_after = time.monotonic() - killed_at
-        apply(etcd, [worker_manifest(f"x{i:03d}") for i in range(60)])
-        wait_until(lambda: ready_count(etcd) == 1060, timeout=120, what="60 more workers Ready")
+        wait_until(lambda: ready_count(etcd) == 1000, timeout=300, what="all 1,000 workers Ready")
 
         overlaps = overlapping_reconciles(tmp_path / "reconciles.jsonl")
         assert not overlaps, (
