@@ -212,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for label, on in (("on", True), ("off", False)):
             log(f"restart on {args.workers:,} converged workers, PRIORITY_QUEUE={label}...")
             runs.append(restart(etcd.endpoint, prefix, label, priority_queue=on, **common))
+            done = runs[-1]
+            log(f"  apply → Ready {done.ready_s:.2f}s (backlog {done.backlog:,} at apply)")
     finally:
         client.close()
         etcd.stop()

@@ -278,8 +278,7 @@ def memory(
     for n in counts:
         log(f"starting {n} replica(s) on {args.memory:,} converged workers…")
         found.append(footprint(client, args, prefix, n))
-    data.drop(client, prefix)
-    return found
+    return found  # the etcd is thrown away next
 
 
 def report_memory(found: list[Footprint], args: argparse.Namespace) -> None:
@@ -445,7 +444,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=8, help="raw CAS threads per process")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(
-        "--memory", type=int, default=0, help="also start R replicas on this many converged workers"
+        "--memory", type=int, default=0, help="also start replicas on this many converged workers"
+    )
+    parser.add_argument(
+        "--memory-replicas", default="1,3", help="replica counts of the --memory figures"
     )
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.replicas.split(",")]
@@ -467,7 +469,8 @@ def main(argv: list[str] | None = None) -> None:
             ceilings[n] = raw_cas(etcd, client, args, n, run.writes)
         report(runs, ceilings, args)
         if args.memory and template is not None:
-            report_memory(memory(client, args, counts, template), args)
+            memory_counts = [int(n) for n in args.memory_replicas.split(",")]
+            report_memory(memory(client, args, memory_counts, template), args)
     finally:
         client.close()
         etcd.stop()
