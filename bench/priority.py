@@ -193,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--sim-delay", type=float, default=1.0, help="LAB_SIM_DELAY, seconds per sim step"
     )
     parser.add_argument("--apply-after", type=float, default=1.0, help="seconds after start")
+    parser.add_argument(
+        "--runs", default="on,off", help="which restarts: on, off (FIFO takes minutes at 100k)"
+    )
     args = parser.parse_args(argv)
 
     etcd = BenchEtcd.start(quota_bytes=QUOTA_BYTES)
@@ -209,7 +212,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         log("idle controller (the sim's own delay)...")
         idle = restart(etcd.endpoint, f"{ROOT}/idle", "idle", priority_queue=True, **common)
         runs = [idle]
+        wanted = set(args.runs.split(","))
         for label, on in (("on", True), ("off", False)):
+            if label not in wanted:
+                continue
             log(f"restart on {args.workers:,} converged workers, PRIORITY_QUEUE={label}...")
             runs.append(restart(etcd.endpoint, prefix, label, priority_queue=on, **common))
             done = runs[-1]
@@ -236,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"| {run.label} | {run.sync_s:.1f} | {run.backlog:,} | {run.ready_s:.2f} "
             f"| {run.ready_s - sim:.2f} | {run.reconciles:,} |"
         )
+    if len(runs) < 3:
+        return
     on, off = runs[1], runs[2]
     print(
         f"\nsim delay = {SIM_STEPS_TO_READY} steps x {args.sim_delay:g}s. Priority queue on: "
