@@ -9,6 +9,7 @@ work in Kubernetes work here, and names stay safe to embed in etcd keys (no '/')
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 DNS1123_LABEL_MAX_LENGTH = 63
 DNS1123_SUBDOMAIN_MAX_LENGTH = 253
@@ -62,8 +63,29 @@ def dns1123_subdomain_error(value: str) -> str | None:
     return None
 
 
+LONGEST_LABEL_KEY = DNS1123_SUBDOMAIN_MAX_LENGTH + 1 + QUALIFIED_NAME_MAX_LENGTH
+
+MEMO_SIZE = 4096
+"""Label keys, label values and finalizers repeat across a fleet (a few dozen distinct ones
+in 100k objects), and a listing validates every one of them: their checks are memoized, for
+strings short enough to be valid only, so a huge invalid one is never kept."""
+
+
 def label_key_error(key: str) -> str | None:
     """Label keys (and finalizers) are qualified names: optional DNS prefix, '/', name."""
+    if len(key) > LONGEST_LABEL_KEY:
+        return _label_key_error(key)
+    return _label_key_error_memo(key)
+
+
+def label_value_error(value: str) -> str | None:
+    """Label values may be empty; otherwise they follow the qualified-name character rules."""
+    if len(value) > LABEL_VALUE_MAX_LENGTH:
+        return _label_value_error(value)
+    return _label_value_error_memo(value)
+
+
+def _label_key_error(key: str) -> str | None:
     prefix, slash, name = key.rpartition("/")
     if slash:
         if not prefix:
@@ -87,8 +109,7 @@ def label_key_error(key: str) -> str | None:
     return None
 
 
-def label_value_error(value: str) -> str | None:
-    """Label values may be empty; otherwise they follow the qualified-name character rules."""
+def _label_value_error(value: str) -> str | None:
     if not value:
         return None
     if len(value) > LABEL_VALUE_MAX_LENGTH:
@@ -102,3 +123,7 @@ def label_value_error(value: str) -> str | None:
             "starting and ending with a letter or digit, or leave it empty"
         )
     return None
+
+
+_label_key_error_memo = lru_cache(maxsize=MEMO_SIZE)(_label_key_error)
+_label_value_error_memo = lru_cache(maxsize=MEMO_SIZE)(_label_value_error)

@@ -297,7 +297,9 @@ class Informer(Generic[T]):
         accept = self.accept
         generation = accept.generation if accept is not None else 0
         with gc_paused():  # see controller.storage.bulk: 100k objects, no cyclic garbage
-            for page, revision in self.client.iter_prefix(self.prefix, page_size=self.page_size):
+            for page, revision in self.client.iter_prefix(
+                self.prefix, page_size=self.page_size, ahead=True
+            ):
                 for kv in page:
                     if accept is not None and not accept(self._key(kv.key), kv):
                         continue

@@ -39,6 +39,7 @@ from controller.storage.kv import (
     TxnResult,
     decode_op_result,
 )
+from controller.storage.read_ahead import read_ahead
 from controller.storage.transport import Credentials
 from controller.storage.watch import (
     DEFAULT_IDLE_TIMEOUT,
@@ -172,12 +173,26 @@ class EtcdClient:
         return kvs[0] if kvs else None
 
     def iter_prefix(
-        self, prefix: str, *, page_size: int = 5000, revision: int = 0, keys_only: bool = False
+        self,
+        prefix: str,
+        *,
+        page_size: int = 5000,
+        revision: int = 0,
+        keys_only: bool = False,
+        ahead: bool = False,
     ) -> Iterator[tuple[list[KeyValue], int]]:
         """Pages of a prefix, all read at ONE revision so the listing is a consistent snapshot.
 
         Yields `(kvs, revision)`; the revision is the snapshot's, to start a watch from + 1.
+        `ahead` fetches the next page on a thread while the caller handles this one (see
+        controller.storage.read_ahead): for callers that spend long on each page.
         """
+        pages = self._pages(prefix, page_size=page_size, revision=revision, keys_only=keys_only)
+        return read_ahead(pages, name=f"list {prefix}") if ahead else pages
+
+    def _pages(
+        self, prefix: str, *, page_size: int, revision: int, keys_only: bool
+    ) -> Iterator[tuple[list[KeyValue], int]]:
         end = prefix_range_end(prefix)
         start = prefix
         while True:

@@ -237,7 +237,9 @@ def test_garbage_under_the_prefix_is_reported_not_touched(
     assert sum(float(line.rsplit(" ", 1)[1]) for line in invalid) >= len(garbage)
     errors = [line for line in controller.logs() if line.get("level") == "error"]
     for name in ("not-json", "schema-invalid", "huge", "odd/key"):
-        assert any(name in str(line.get("message", line.get("event", ""))) for line in errors), f"no error logged for {name}"
+        assert any(name in str(line.get("message", line.get("event", ""))) for line in errors), (
+            f"no error logged for {name}"
+        )
     assert controller.alive()
 
 

@@ -120,8 +120,10 @@ def test_three_replicas_converge_1000_workers_through_a_sigkill(
         killed_at = time.monotonic()
         procs["c"].kill()  # mid-convergence: c's shards hold workers still on their way
         wait_until(
-            lambda: set(shard_holders(client).values()) == {"a", "b"}
-            and len(shard_holders(client)) == SHARDS,
+            lambda: (
+                set(shard_holders(client).values()) == {"a", "b"}
+                and len(shard_holders(client)) == SHARDS
+            ),
             timeout=TTL + 5,
             what="c's shards held by a and b within its lease TTL + 5 s",
         )

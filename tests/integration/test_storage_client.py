@@ -52,6 +52,34 @@ def test_range_pagination_reads_one_snapshot(etcd: EtcdProcess) -> None:
     assert empty == [([], revisions.pop())] or (empty[0][0] == [] and empty[0][1] > 0)
 
 
+def test_read_ahead_pages_are_one_snapshot_and_a_compaction_reaches_the_caller(
+    etcd: EtcdProcess,
+) -> None:
+    client = connect(etcd.endpoint)
+    for i in range(60):
+        client.put(f"/ra/k{i:03d}", b"before")
+    pages = client.iter_prefix("/ra/", page_size=10, ahead=True)
+    first, snapshot = next(pages)
+    for i in range(60):  # after the snapshot: no page may show these
+        client.put(f"/ra/k{i:03d}", b"after")
+    rest = list(pages)
+    assert [len(p) for p, _ in [(first, snapshot), *rest]] == [10] * 6
+    assert {rev for _, rev in rest} == {snapshot}
+    assert {kv.value for page, _ in rest for kv in page} | {kv.value for kv in first} == {b"before"}
+
+    # Read ahead holds at most two pages beyond the one taken (one queued, one in hand), so
+    # a compaction past the snapshot now must reach the caller by the fourth page.
+    pages = client.iter_prefix("/ra/", page_size=10, ahead=True)
+    _, snapshot = next(pages)
+    client.put("/ra/k000", b"later")
+    client.compact(client.revision())
+    taken = 1
+    with pytest.raises(Compacted):
+        for _ in pages:
+            taken += 1
+    assert taken <= 3
+
+
 def test_absent_key_and_strange_keys(etcd: EtcdProcess) -> None:
     client = connect(etcd.endpoint)
     assert client.get("/nope") is None
