@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from controller.runtime.cache import Indexer
 from controller.storage import (
@@ -93,10 +93,15 @@ class KeyFilter(Protocol):
 
     @property
     def generation(self) -> int:
-        """Bumped whenever the accepted set changes; the informer then relists."""
+        """Bumped whenever the accepted set changes; the informer then relists (or prunes)."""
         ...
 
     def __call__(self, key: str, kv: KeyValue) -> bool: ...
+
+    def keeps(self, key: str, obj: Any) -> bool:
+        """The same decision for an object already cached: used to prune in place when the
+        accepted set only shrank."""
+        ...
 
 
 class InformerMetrics(Protocol):
@@ -153,6 +158,10 @@ class Informer(Generic[T]):
         self._synced = threading.Event()
         self._stop = threading.Event()
         self._relist_needed = threading.Event()
+        """Wakes the informer's thread for `_pending` (or to stop)."""
+        self._pending = "compacted"
+        """What the next wake-up does: relist for this reason, or "narrowed": prune in place."""
+        self._requests = threading.Lock()  # _pending and _relist_needed change together
         self._lock = threading.Lock()  # serializes cache mutation: watch thread vs relist
         self._advanced = threading.Condition(self._lock)
         self._watch: WatchHandle | None = None
@@ -163,7 +172,6 @@ class Informer(Generic[T]):
         """Set before `start` to cache only what it accepts; `refilter()` when it changes."""
         self.listed_generation = 0
         """The filter generation of the last list: the cache holds what it accepted."""
-        self._relist_reason = "compacted"
         self.relists = 0
         self.last_error: BaseException | None = None
 
@@ -195,11 +203,27 @@ class Informer(Generic[T]):
                 self._advanced.wait(min(left, 0.5))
             return True
 
-    def refilter(self) -> None:
+    def refilter(self, *, narrowed: bool = False) -> None:
         """The filter's accepted set changed: relist, so the cache gains what it now accepts
-        and handlers see (synthetic) DELETEs for what it no longer does."""
-        self._relist_reason = "refilter"
-        self._relist_needed.set()
+        and handlers see (synthetic) DELETEs for what it no longer does. When it only shrank
+        (`narrowed`: another replica took shards over) nothing needs reading: the cache drops
+        what it no longer accepts in place, which costs a pass over the cache instead of a
+        listing of the whole prefix."""
+        self._request("narrowed" if narrowed else "refilter")
+
+    def _request(self, reason: str) -> None:
+        """Ask the informer's thread to relist for `reason` (or prune, for "narrowed"); a
+        relist already asked for is never downgraded to a prune: it does more."""
+        with self._requests:
+            if reason != "narrowed" or not self._relist_needed.is_set():
+                self._pending = reason
+            self._relist_needed.set()
+
+    def _take_request(self) -> str:
+        with self._requests:
+            reason, self._pending = self._pending, "compacted"
+            self._relist_needed.clear()
+            return reason
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"informer {self.name}", daemon=True)
@@ -277,15 +301,19 @@ class Informer(Generic[T]):
                     return
                 backoff = min(backoff * 2, 10.0)
                 continue
-            # Wait until a compaction asks for a relist, or resync time, or stop.
+            # Wait until a compaction or a new filter asks for a relist, or resync time, or
+            # stop; a narrowed filter is served here, with the watch still running.
+            reason = "compacted"
             while not self._stop.is_set():
                 timeout = max(0.0, next_resync - time.monotonic())
                 if self._relist_needed.wait(timeout):
-                    break
+                    reason = self._take_request()
+                    if reason != "narrowed":
+                        break
+                    self._prune()
+                    continue
                 self._resync()
                 next_resync = time.monotonic() + self.resync_period
-            self._relist_needed.clear()
-            reason, self._relist_reason = self._relist_reason, "compacted"
             if self._watch is not None:
                 self._watch.cancel()  # a refilter relists while the old stream still runs
 
@@ -384,7 +412,7 @@ class Informer(Generic[T]):
                 "compact_revision": exc.compact_revision,
             },
         )
-        self._relist_needed.set()
+        self._request("compacted")
 
     def _on_events(self, batch: list[WatchEvent]) -> None:
         for ev in batch:
@@ -429,6 +457,44 @@ class Informer(Generic[T]):
             kind = EventKind.MODIFIED if last is not None else EventKind.ADDED
             self._dispatch(InformerEvent(kind, key, obj, ev.revision, previous=last))
         self._report_size()
+
+    def _prune(self) -> None:
+        """Drop what the (narrowed) filter no longer accepts; handlers see synthetic DELETEs,
+        as after a refilter relist. Runs on the informer's thread, so never beside `_list`;
+        watch events meanwhile are already filtered by the new set."""
+        accept = self.accept
+        if accept is None:
+            return
+        generation = accept.generation  # read first: what is checked below is at least this
+        dropped: dict[str, T] = {}
+        with self._lock:
+            for key in self.cache.keys():  # noqa: SIM118 - an Indexer, not a dict
+                obj = self.cache.get(key)
+                if obj is not None and not accept.keeps(key, obj):
+                    self.cache.delete(key)
+                    dropped[key] = obj
+            self.listed_generation = generation
+            revision = self.revision
+        for key, last in dropped.items():
+            self._dispatch(
+                InformerEvent(
+                    EventKind.DELETED, key, last, revision, synthetic=True, background=True
+                )
+            )
+        release_freed_memory()
+        self._report_size()
+        log.info(
+            "informer %s: filter narrowed; dropped %d objects in place, %d left",
+            self.name,
+            len(dropped),
+            len(self.cache),
+            extra={
+                "event": "informer_pruned",
+                "resource": self.name,
+                "objects": len(dropped),
+                "cached": len(self.cache),
+            },
+        )
 
     def _resync(self) -> None:
         for key in self.cache.keys():  # noqa: SIM118 - an Indexer, not a dict

@@ -343,9 +343,9 @@ class Manager:
             controller.ownership = keys
             claims.append((controller, keys))
 
-        def refilter() -> None:
+        def refilter(narrowed: bool) -> None:
             for informer in filtered.values():
-                informer.refilter()
+                informer.refilter(narrowed=narrowed)
 
         def caches_current(generation: int) -> bool:
             return all(i.listed_generation >= generation for i in filtered.values())

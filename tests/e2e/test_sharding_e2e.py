@@ -221,6 +221,13 @@ def test_scaling_1_to_3_to_1_replicas_under_load_leaves_no_worker_behind(
         b.wait_ready(timeout=120)
         c.wait_ready(timeout=120)
         assert set(shard_holders(client).values()) == {"a", "b", "c"}
+
+        # a only lost shards: it dropped their objects in place, it did not relist.
+        def events_of_a() -> list[tuple[Any, Any]]:
+            return [(line.get("event"), line.get("reason")) for line in a.logs()]
+
+        wait_until(lambda: ("informer_pruned", None) in events_of_a(), what="a pruning")
+        assert ("informer_listed", "refilter") not in events_of_a()
         apply(etcd, [worker_manifest(f"x{i:03d}") for i in range(200)])
         assert b.terminate() == 0
         assert c.terminate() == 0

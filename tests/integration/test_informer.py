@@ -14,7 +14,7 @@ from controller.runtime.informer import (
     InvalidObjectError,
     NoopInformerMetrics,
 )
-from controller.storage import EtcdClient, KeyValue, connect
+from controller.storage import Compacted, EtcdClient, KeyValue, connect
 from tests.etcdproc import EtcdProcess, wait_until
 
 PREFIX = "/inf/items/"
@@ -153,3 +153,68 @@ def test_resync_hands_every_key_to_handlers(
     wait_until(lambda: EventKind.RESYNC in rec.kinds_for("a"), what="a resync event")
     with rec.lock:
         assert all(e.background for e in rec.events if e.kind is EventKind.RESYNC)
+
+
+class FirstLetters:
+    """A KeyFilter accepting keys whose first letter is in `letters` (a shard set's stand-in)."""
+
+    def __init__(self, letters: str) -> None:
+        self.letters = frozenset(letters)
+        self.generation = 1
+
+    def change(self, letters: str) -> None:
+        self.letters = frozenset(letters)
+        self.generation += 1
+
+    def __call__(self, key: str, kv: KeyValue) -> bool:
+        return key[:1] in self.letters
+
+    def keeps(self, key: str, obj: object) -> bool:
+        return key[:1] in self.letters
+
+
+def test_a_narrowed_filter_prunes_in_place_and_a_wider_one_relists(
+    client: EtcdClient, informer: tuple[Informer[str], Recorder, list[tuple[str, str]]]
+) -> None:
+    inf, rec, _ = informer
+    for key in ("a1", "a2", "b1", "c1"):
+        client.put(PREFIX + key, b"ok:" + key.encode())
+    letters = FirstLetters("abc")
+    inf.accept = letters
+    inf.start()
+    assert inf.wait_synced(30)
+    assert sorted(inf.cache.keys()) == ["a1", "a2", "b1", "c1"]
+
+    letters.change("a")  # others took b and c over: nothing to read
+    inf.refilter(narrowed=True)
+    wait_until(lambda: inf.listed_generation == letters.generation, what="the prune")
+    assert sorted(inf.cache.keys()) == ["a1", "a2"]
+    assert inf.relists == 1  # only the initial list
+    for key in ("b1", "c1"):
+        gone = rec.last_for(key)
+        assert (gone.kind, gone.synthetic, gone.background) == (EventKind.DELETED, True, True)
+    # The watch kept running through it, with the narrowed filter.
+    client.put(PREFIX + "a3", b"ok:a3")
+    client.put(PREFIX + "b2", b"ok:b2")
+    wait_until(lambda: inf.get("a3") == "a3", what="a watch event after the prune")
+    assert inf.get("b2") is None
+
+    letters.change("ab")  # gained b: only a listing can fill it
+    inf.refilter()
+    wait_until(lambda: inf.listed_generation == letters.generation, what="the relist")
+    assert sorted(inf.cache.keys()) == ["a1", "a2", "a3", "b1", "b2"]
+    assert inf.relist_reasons == ["refilter"]  # type: ignore[attr-defined]
+
+
+def test_a_pending_relist_is_not_downgraded_to_a_prune(
+    informer: tuple[Informer[str], Recorder, list[tuple[str, str]]],
+) -> None:
+    inf, _, _ = informer  # not started: the requests are only recorded
+    inf.refilter()
+    inf.refilter(narrowed=True)
+    assert inf._take_request() == "refilter"
+    inf.refilter(narrowed=True)
+    assert inf._take_request() == "narrowed"
+    inf.refilter(narrowed=True)
+    inf._on_compacted(Compacted(5, 7))
+    assert inf._take_request() == "compacted"

@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+from controller.labworker.kind import LABWORKER
+from controller.runtime.record import record_decoder
 from controller.runtime.sharding import assignment, rendezvous_owner, shard_of, shard_of_stored
+from controller.runtime.sharding.ownership import ShardFilter
+from controller.storage import KeyValue
 
 
 def test_the_shard_of_a_key_is_the_same_in_every_process() -> None:
@@ -59,3 +63,39 @@ def test_a_join_moves_only_shards_to_the_newcomer_and_a_leave_only_the_leavers()
 def test_no_members_no_owner() -> None:
     assert rendezvous_owner(3, []) is None
     assert assignment(8, [], "a") == frozenset()
+
+
+class HeldShards:
+    """What ShardFilter asks of the coordinator: the shard count, and which it caches."""
+
+    def __init__(self, count: int, cached: set[int]) -> None:
+        self.count = count
+        self.cached = cached
+
+    def caches(self, shard: int) -> bool:
+        return shard in self.cached
+
+
+def test_a_cached_record_is_kept_exactly_when_its_stored_value_would_be_accepted() -> None:
+    # Pruning in place (keeps) must drop what a relist (__call__) would not have listed.
+    decode = record_decoder(LABWORKER)
+    held = HeldShards(16, set(range(0, 16, 3)))
+    shard_filter = ShardFilter(held)  # type: ignore[arg-type]
+    for i in range(200):
+        name = f"w{i}"
+        meta: dict[str, object] = {
+            "name": name,
+            "namespace": "default",
+            "uid": f"u{i}",
+            "creationTimestamp": "2024-01-01T00:00:00Z",
+        }
+        if i % 2:
+            owner = {"apiVersion": "lab.neuroglia.io/v1", "kind": "LabWorkerPool"}
+            meta["ownerReferences"] = [
+                {**owner, "name": f"pool{i % 7}", "uid": f"p{i % 7}", "controller": True}
+            ]
+        doc = {"apiVersion": LABWORKER.api_version, "kind": "LabWorker", "metadata": meta}
+        doc["spec"] = {"labTrack": "t"}
+        key = f"default/{name}"
+        kv = KeyValue(f"/x/{key}", json.dumps(doc).encode(), 1, 2, 1)
+        assert shard_filter.keeps(key, decode(key, kv)) == shard_filter(key, kv), key

@@ -111,8 +111,9 @@ class ShardCoordinator:
         self.lost = threading.Event()
         self.generation = 0
         """Bumped whenever the set of cached shards changes; informers relist to follow."""
-        self.on_cached_shards_changed: list[Callable[[], None]] = []
-        """Called (coordinator thread) when informers must relist with the new filter."""
+        self.on_cached_shards_changed: list[Callable[[bool], None]] = []
+        """Called (coordinator thread) when informers must follow the new filter: with True
+        when it only narrowed (they may prune in place), else they relist."""
         self.caches_current: Callable[[int], bool] = lambda generation: True
         """True once every filtered cache has listed at `generation` (the manager sets it)."""
         self.on_acquired: list[Callable[[frozenset[int]], None]] = []
@@ -341,13 +342,15 @@ class ShardCoordinator:
         )
 
     def _recompute_cached(self) -> None:
-        """(lock held) Cached = should hold ∪ holds; on change, informers relist."""
+        """(lock held) Cached = should hold ∪ holds; on change, informers relist (or only
+        prune, when no shard was added)."""
         cached = self._desired | frozenset(self._held)
         if cached != self._cached:
+            narrowed = cached < self._cached
             self._cached = cached
             self.generation += 1
             for hook in self.on_cached_shards_changed:
-                hook()
+                hook(narrowed)
 
     def _check_held(self, owners: dict[int, KeyValue]) -> None:
         """A held shard whose key vanished or changed hands was lost (someone deleted it by

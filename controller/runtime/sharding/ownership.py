@@ -31,6 +31,12 @@ class ShardFilter:
     def __call__(self, key: str, kv: KeyValue) -> bool:
         return self._coordinator.caches(shard_of_stored(key, kv.value, self._coordinator.count))
 
+    def keeps(self, key: str, obj: Any) -> bool:
+        """For a cached `Record`: the same shard `__call__` found when it was stored."""
+        record = obj if isinstance(obj, Record) else None
+        shard = shard_of_cached(ObjectKey.parse(key), record, self._coordinator.count)
+        return self._coordinator.caches(shard)
+
 
 def shard_of_cached(key: ObjectKey, record: Record[Any] | None, count: int) -> int:
     """The shard of a key as its cached record says (its controller owner's, else its own)."""
