@@ -213,6 +213,7 @@ def converge(
 # -- start-up and memory per replica ----------------------------------------------------------
 
 LISTED = re.compile(r"listed (\d+) objects .* in ([\d.]+)s")
+PRUNED = re.compile(r"dropped \d+ objects in place, (\d+) left")
 
 
 def rss_bytes(pid: int) -> int:
@@ -223,14 +224,16 @@ def rss_bytes(pid: int) -> int:
 
 
 def last_listing(log_path: Path) -> tuple[int, float] | None:
-    """(objects, seconds) of the LabWorker informer's last listing, from the JSON log."""
+    """(objects cached, seconds of the last listing) of the LabWorker informer, from the JSON
+    log: a listing sets both, a prune in place (a replica that lost shards) the count."""
     found = None
     for raw in log_path.read_text(errors="replace").splitlines():
-        if "labworkers" not in raw or "listed" not in raw:
+        if "labworkers" not in raw:
             continue
-        match = LISTED.search(raw)
-        if match:
+        if match := LISTED.search(raw):
             found = (int(match.group(1)), float(match.group(2)))
+        elif (match := PRUNED.search(raw)) and found is not None:
+            found = (int(match.group(1)), found[1])
     return found
 
 

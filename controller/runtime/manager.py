@@ -271,6 +271,10 @@ class Manager:
             self._wire_shards(sharder, sharded, singletons)
             if not self._join(sharder):
                 return self._shutdown(everywhere)
+            # Follow the membership from now on: replicas starting together narrow each
+            # other's filter while the first listings run, so they list less. Nothing is
+            # acquired before the caches have listed (ShardCoordinator.caches_current).
+            sharder.start()
         # Standbys sync their caches too: they are ready (serving metrics and health) and
         # take over with a warm cache the moment they are elected.
         for informer in self.informers:
@@ -283,7 +287,6 @@ class Manager:
         if sharder is not None:
             for runnable in sharded:
                 runnable.start()
-            sharder.start()
             self.started.set()
             log.info("running sharded: %s", ", ".join(r.name for r in sharded) or "none")
             if self.elector is None:
