@@ -1,15 +1,16 @@
 """Read the next page of a listing while the caller is still busy with this one.
 
-A listing of 100k objects is ~20 pages; each page is ~0.15 s of etcd's time (and the wire)
-followed by ~0.5 s of the caller's (decoding and validating 5,000 values). Fetched one after
-the other, the caller's thread sits idle through every round trip. `read_ahead` runs the
-page source on its own thread, one page ahead: etcd serves page N+1 on its own core while
-the caller decodes page N (docs/architecture.md, Hot path).
+A listing of 100k objects is 20 pages; each costs ~0.1 s of etcd's time and the wire,
+then ~0.4 s of the caller's (decoding and validating 5,000 values). Fetched one after the
+other, the caller's thread sits idle through every round trip. `read_ahead` runs the page
+source on its own thread, one page ahead: etcd serves page N+1 on its own core while the
+caller decodes page N (docs/architecture.md, Hot path).
 
 The source still runs strictly in order and alone, so a listing stays one consistent
-snapshot (every page at the revision of the first). At most `depth` pages wait in memory.
-An error of the source reaches the caller at the point where its page would have. If the
-caller stops early, the thread ends after the request it is in.
+snapshot (every page at the revision of the first). At most `depth` pages wait in the
+queue, plus the one the thread holds while the queue is full; nothing starts before the
+first page is asked for. An error of the source reaches the caller where its page would
+have. If the caller stops early, the thread ends after the request it is in.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -25,7 +26,7 @@ _POLL = 0.1
 """How often a producer blocked on a full queue checks whether the caller has gone."""
 
 
-class _End(Generic[T]):
+class _End:
     """What the producer leaves after the last item: nothing, or the source's exception."""
 
     __slots__ = ("error",)
@@ -36,10 +37,10 @@ class _End(Generic[T]):
 
 def read_ahead(source: Iterator[T], *, depth: int = 1, name: str = "read-ahead") -> Iterator[T]:
     """The items of `source`, each produced on a thread while the previous one is consumed."""
-    slots: queue.Queue[T | _End[T]] = queue.Queue(maxsize=depth)
+    slots: queue.Queue[T | _End] = queue.Queue(maxsize=depth)
     gone = threading.Event()
 
-    def offer(item: T | _End[T]) -> bool:
+    def offer(item: T | _End) -> bool:
         while not gone.is_set():
             try:
                 slots.put(item, timeout=_POLL)
