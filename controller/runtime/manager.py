@@ -42,7 +42,7 @@ from controller.runtime.repository import Repository, RepositorySet
 from controller.runtime.runnable import Runnable
 from controller.runtime.sharding import CURRENT_SHARD, ShardCoordinator
 from controller.runtime.sharding.ownership import ShardedKeys, ShardFilter
-from controller.runtime.workqueue import NOOP_WORKQUEUE_METRICS, WorkqueueMetrics
+from controller.runtime.workqueue import NOOP_WORKQUEUE_METRICS, Priority, WorkqueueMetrics
 from controller.runtime.write_health import WriteHealth
 from controller.storage import (
     DEFAULT_IDLE_TIMEOUT,
@@ -354,10 +354,13 @@ class Manager:
             return all(i.listed_generation >= generation for i in filtered.values())
 
         def enqueue_acquired(shards: frozenset[int]) -> None:
+            # Objects handed over, not changes: background work, like the initial list, so a
+            # user's change still overtakes a start-up or a hand-off (docs/architecture.md,
+            # Work queue).
             found = {kind: keys.keys_in(shards) for kind, keys in keys_by_kind.items()}
             for controller, _ in claims:
                 for key in found[controller.kind]:
-                    controller.enqueue(key)
+                    controller.enqueue(key, Priority.LOW)
 
         def count_keys() -> dict[int, int]:
             counts: dict[int, int] = {}

@@ -3,7 +3,8 @@
 A controller with ONE worker starts on 2,000 existing objects (the initial list: background
 work). While the first of them is being reconciled, a user creates a new object. With the
 priority queue its key is reconciled next (or right after one aged background key); in a
-FIFO queue it waits behind the whole backlog. Order is asserted, never time.
+FIFO queue it waits behind the whole backlog. A sharded replica hands its keys over once more
+when it acquires their shards: that, too, is background work. Order is asserted, never time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from controller.runtime.controller import ControllerOptions
 from controller.runtime.informer import InformerEvent
 from controller.runtime.manager import Manager, ManagerOptions
 from controller.runtime.result import Result
+from controller.runtime.sharding import ShardCoordinator
 from controller.storage import MAX_BATCH_OPS, BatchPut, EtcdStorageBackend, connect
 from tests.etcdproc import EtcdProcess
 
@@ -49,15 +51,21 @@ def stored(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def manager(shared_etcd: EtcdProcess, request: pytest.FixtureRequest) -> Iterator[Manager]:
-    priority_queue: bool = request.param
-    root = f"/prio-{'on' if priority_queue else 'off'}"
+    mode: str = request.param
+    priority_queue = mode != "fifo"
+    root = f"/prio-{mode}"
     client = connect(shared_etcd.endpoint, timeout=10.0)
     backend = EtcdStorageBackend(client, ITEM.prefix(root))
     names = [f"old-{i:05d}" for i in range(BACKLOG)]
     for start in range(0, BACKLOG, MAX_BATCH_OPS):
         batch = names[start : start + MAX_BATCH_OPS]
         backend.apply_batch([BatchPut(f"default/{n}", stored(n)) for n in batch])
-    built = Manager(client, ManagerOptions(root=root, priority_queue=priority_queue))
+    sharder = None
+    if mode == "sharded":  # one replica: it acquires every shard once its caches listed
+        sharder = ShardCoordinator(client, root, "only", count=16, ttl=5, poll_interval=0.05)
+    built = Manager(
+        client, ManagerOptions(root=root, priority_queue=priority_queue), sharder=sharder
+    )
     yield built
     built.stop()
     client.close()
@@ -101,7 +109,7 @@ def run_until_new_item_reconciled(manager: Manager) -> list[str]:
     return order
 
 
-@pytest.mark.parametrize("manager", [True], indirect=True, ids=["priority"])
+@pytest.mark.parametrize("manager", ["priority", "sharded"], indirect=True)
 def test_a_new_object_is_reconciled_before_the_initial_lists_backlog(manager: Manager) -> None:
     order = run_until_new_item_reconciled(manager)
 
@@ -110,7 +118,7 @@ def test_a_new_object_is_reconciled_before_the_initial_lists_backlog(manager: Ma
     assert order.index("new") <= 2
 
 
-@pytest.mark.parametrize("manager", [False], indirect=True, ids=["fifo"])
+@pytest.mark.parametrize("manager", ["fifo"], indirect=True)
 def test_without_the_priority_queue_the_new_object_waits_for_the_backlog(
     manager: Manager,
 ) -> None:
