@@ -33,6 +33,7 @@ from controller.storage.errors import (
     PermissionDenied,
     QuotaExceeded,
     StorageError,
+    TLSFailed,
     Unavailable,
 )
 from controller.storage.heartbeat import Heartbeat
@@ -82,6 +83,7 @@ __all__ = [
     "RangeResult",
     "StorageError",
     "StorageEvent",
+    "TLSFailed",
     "TxnResult",
     "Unavailable",
     "WatchEvent",

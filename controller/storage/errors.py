@@ -28,6 +28,13 @@ class Unavailable(StorageError):
         self.maybe_applied = maybe_applied
 
 
+class TLSFailed(Unavailable):
+    """The TLS handshake failed: the endpoint's certificate is not trusted, or it does not
+    speak TLS. A configuration problem rather than an outage, so when every attempt of a call
+    fails, this is the error the call reports, not the timeout of a later attempt that had
+    no time left."""
+
+
 class Conflict(StorageError):
     """A compare-and-swap lost: the object changed since it was read.
 

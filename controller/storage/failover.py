@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from controller.storage.address import EndpointAddress
-from controller.storage.errors import Unavailable
+from controller.storage.errors import TLSFailed, Unavailable
 from controller.storage.transport import Credentials, Endpoint, Stream
 
 log = logging.getLogger("controller.storage")
@@ -130,13 +130,16 @@ class EndpointPool:
                     self._rotate_from(index)
                     if exc.maybe_applied and not idempotent:
                         raise _not_retried(method, exc) from exc
-                    last, maybe_applied = exc, maybe_applied or exc.maybe_applied
+                    if not isinstance(last, TLSFailed) or isinstance(exc, TLSFailed):
+                        last = exc  # a TLS failure explains more than a starved attempt
+                    maybe_applied = maybe_applied or exc.maybe_applied
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             time.sleep(min(remaining, backoff + _jitter.uniform(0, _BACKOFF_JITTER)))
             backoff = min(backoff * 2, _BACKOFF_MAX)
-        raise Unavailable(
+        failed = TLSFailed if isinstance(last, TLSFailed) else Unavailable
+        raise failed(
             f"etcd unavailable at {', '.join(self._addresses)} for {budget:.1f}s "
             f"during {method} (last error: {last or 'no time left for an attempt'})",
             maybe_applied=maybe_applied,

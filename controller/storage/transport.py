@@ -44,6 +44,7 @@ from controller.storage.errors import (
     PermissionDenied,
     QuotaExceeded,
     StorageError,
+    TLSFailed,
     Unavailable,
 )
 from controller.storage.tls import tls_context
@@ -411,7 +412,7 @@ def _transport_error(address: str, method: str, exc: BaseException) -> Unavailab
     )
     tls_error = _cause(exc, ssl.SSLError)
     if tls_error is not None:
-        return Unavailable(
+        return TLSFailed(
             f"{address}: TLS failed during {method}: {tls_error} (does this endpoint serve TLS, "
             "with a certificate that ETCD_CA_CERT, or else the system trust store, trusts?)",
             maybe_applied=not not_sent,
