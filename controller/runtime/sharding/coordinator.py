@@ -410,7 +410,11 @@ class ShardCoordinator:
     def _acquire_free(
         self, desired: frozenset[int], owners: dict[int, KeyValue], keeper: LeaseKeeper
     ) -> frozenset[int]:
-        acquired: set[int] = set()
+        # Held all at once, after the last transaction: a key becomes claimable only when
+        # every shard won in this tick is, so a user's change queued meanwhile is not
+        # dropped for a shard that is a few transactions away (docs/architecture.md,
+        # Sharding).
+        won: dict[int, int] = {}
         with self._cond:
             wanted = sorted(desired - set(self._held))
         for shard in wanted:
@@ -430,10 +434,13 @@ class ShardCoordinator:
                 if not result.succeeded:
                     continue
                 token = result.revision
-            with self._cond:
+            won[shard] = token
+        with self._cond:
+            for shard, token in won.items():
                 self._held[shard] = HeldShard(token)
-            acquired.add(shard)
+        for _ in won:
             self.metrics.shard_handoff("acquired")
+        acquired = frozenset(won)
         if acquired:
             log.info(
                 "sharding: %s acquired %d shards (now holding %d of %d it should hold)",
@@ -442,7 +449,7 @@ class ShardCoordinator:
                 len(self._held),
                 len(desired),
             )
-        return frozenset(acquired)
+        return acquired
 
     def _report_metrics(self) -> None:
         with self._cond:
