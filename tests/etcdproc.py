@@ -250,15 +250,25 @@ class EtcdProcess:
 
 
 def start_cluster(base: Path, members: int = 3) -> list[EtcdProcess]:
-    """A loopback cluster; members are spawned together so the first election can happen."""
-    procs = [EtcdProcess(data_dir=base / f"m{i}", name=f"m{i}") for i in range(members)]
-    initial = ",".join(f"{p.name}=http://127.0.0.1:{p.peer_port}" for p in procs)
-    for p in procs:
-        p.initial_cluster = initial
-        p.spawn()
-    for p in procs:
-        p.wait_healthy(60)
-    return procs
+    """A loopback cluster; members are spawned together so the first election can happen.
+
+    A "free" port can be taken by a parallel test before a member binds it, and members name
+    each other's ports: then the whole cluster starts again, on fresh ports and data dirs."""
+    for attempt in range(3):
+        root = base if attempt == 0 else base / f"retry-{attempt}"
+        procs = [EtcdProcess(data_dir=root / f"m{i}", name=f"m{i}") for i in range(members)]
+        initial = ",".join(f"{p.name}=http://127.0.0.1:{p.peer_port}" for p in procs)
+        for p in procs:
+            p.initial_cluster = initial
+            p.spawn()
+        exited = [p for p in procs if not p._wait_started(60)]
+        if not exited:
+            return procs
+        for p in procs:
+            p.stop()
+        if attempt == 2 or not all("address already in use" in p._log_text() for p in exited):
+            raise RuntimeError(f"etcd {exited[0].name} exited; see {exited[0]._log_path()}")
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def generate_tls(base: Path) -> TLSFiles:
