@@ -141,7 +141,7 @@ class EtcdProcess:
             if self._wait_started(timeout):
                 return self
             movable = first_start and self.initial_cluster is None and attempt < 2
-            if not (movable and "address already in use" in self._log_text()):
+            if not (movable and self._lost_its_port()):
                 raise RuntimeError(f"etcd {self.name} exited; see {self._log_path()}")
             self.client_port, self.peer_port = free_port(), free_port()
         raise AssertionError("unreachable")  # pragma: no cover
@@ -163,6 +163,10 @@ class EtcdProcess:
     def _log_text(self) -> str:
         path = self._log_path()
         return path.read_text(errors="replace").lower() if path.exists() else ""
+
+    def _lost_its_port(self) -> bool:
+        """It exited because a parallel test bound its "free" port first."""
+        return "address already in use" in self._log_text()
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         wait_until(self.healthy, timeout=timeout, what=f"etcd {self.name} at {self.url} healthy")
@@ -266,7 +270,7 @@ def start_cluster(base: Path, members: int = 3) -> list[EtcdProcess]:
             return procs
         for p in procs:
             p.stop()
-        if attempt == 2 or not all("address already in use" in p._log_text() for p in exited):
+        if attempt == 2 or not all(p._lost_its_port() for p in exited):
             raise RuntimeError(f"etcd {exited[0].name} exited; see {exited[0]._log_path()}")
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -350,11 +350,7 @@ class Informer(Generic[T]):
         # initial list and a refilter hand over objects that merely enter or leave our view.
         background = reason != "compacted"
         for key, last in vanished.items():
-            self._dispatch(
-                InformerEvent(
-                    EventKind.DELETED, key, last, revision, synthetic=True, background=background
-                )
-            )
+            self._dispatch_gone(key, last, revision, background=background)
         for key, obj in fresh.items():
             before = previous.get(key)
             kind = EventKind.MODIFIED if key in previous else EventKind.ADDED
@@ -433,16 +429,7 @@ class Informer(Generic[T]):
                     self.revision = ev.revision
                     self._advanced.notify_all()
                 if last is not None:
-                    self._dispatch(
-                        InformerEvent(
-                            EventKind.DELETED,
-                            key,
-                            last,
-                            ev.revision,
-                            synthetic=True,
-                            background=True,
-                        )
-                    )
+                    self._dispatch_gone(key, last, ev.revision, background=True)
                 continue
             obj = self._decode_or_report(ev.kv)
             with self._lock:
@@ -476,11 +463,7 @@ class Informer(Generic[T]):
             self.listed_generation = generation
             revision = self.revision
         for key, last in dropped.items():
-            self._dispatch(
-                InformerEvent(
-                    EventKind.DELETED, key, last, revision, synthetic=True, background=True
-                )
-            )
+            self._dispatch_gone(key, last, revision, background=True)
         release_freed_memory()
         self._report_size()
         log.info(
@@ -531,6 +514,15 @@ class Informer(Generic[T]):
             )
             self.metrics.invalid_object(self.name, exc.reason.split(":", 1)[0])
             return None
+
+    def _dispatch_gone(self, key: str, last: T, revision: int, *, background: bool) -> None:
+        """A synthetic DELETE: `key` left this cache (a relist found it gone, or the filter no
+        longer accepts it) with no etcd delete event behind it."""
+        self._dispatch(
+            InformerEvent(
+                EventKind.DELETED, key, last, revision, synthetic=True, background=background
+            )
+        )
 
     def _dispatch(self, event: InformerEvent[T]) -> None:
         for handler in self._handlers:
